@@ -1,0 +1,4 @@
+//! The metrics TSDB (work in progress).
+#![allow(dead_code)]
+
+mod encoding;

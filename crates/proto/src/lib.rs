@@ -1,0 +1,12 @@
+//! Wire types of the protocols heimdall speaks: Prometheus remote_write 1.0/2.0 and remote_read
+//! (hand-written `prost` structs built from the documented field numbers; no `build.rs`, no
+//! `protoc`), and the OTLP types re-exported from `opentelemetry-proto`.
+//!
+//! This crate holds data types only: no validation, no I/O, no dependency on other heimdall crates.
+
+pub mod prometheus;
+pub mod prometheus_v2;
+
+/// The generated OTLP protobuf types (with serde for OTLP/JSON), re-exported so that every crate uses
+/// the same version.
+pub use opentelemetry_proto as otlp;

@@ -1,0 +1,209 @@
+//! Assembles the server from a config and runs it until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::middleware::from_fn_with_state;
+use axum::Router;
+use common::config::Config;
+use common::limits::Overrides;
+use common::ratelimit::RateLimiter;
+use metrics::api::MetricsApi;
+use metrics::tsdb::MetricsStore;
+use storage::block::BlockStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::auth::Tokens;
+use crate::telemetry::{self, Telemetry};
+use crate::tenancy::{self, Tenancy};
+use crate::{ops, otlp_grpc, Error};
+
+/// A built, not yet serving, server.
+pub struct Server {
+    cfg: Config,
+    router: Router,
+    /// Metrics API state (also used by the gRPC receiver and `up`).
+    pub api: MetricsApi,
+    tenancy: Tenancy,
+}
+
+/// Opens storage and builds every router from `cfg`.
+pub async fn build(cfg: Config) -> Result<Server, Error> {
+    cfg.validate()?;
+    std::fs::create_dir_all(&cfg.storage.data_dir).map_err(|e| Error::Io {
+        context: format!("creating data dir {}", cfg.storage.data_dir.display()),
+        source: e,
+    })?;
+    let overrides = Overrides::new(cfg.limits.clone(), cfg.overrides_file.clone())?;
+    let blocks = BlockStore::from_config(&cfg.storage)?;
+    let store = MetricsStore::open(&cfg.storage, overrides.clone(), blocks).await?;
+    let tokens = match &cfg.auth.tenants_file {
+        Some(p) => Some(Arc::new(Tokens::load(p)?)),
+        None => None,
+    };
+    let tenancy = Tenancy {
+        enabled: cfg.auth.enabled,
+        tokens,
+    };
+    let api = MetricsApi {
+        store: store.clone(),
+        overrides,
+        cfg: Arc::new(cfg.metrics.clone()),
+        rate: Arc::new(RateLimiter::default()),
+        engine: metrics::promql::EngineOptions::default(),
+    };
+    let telemetry = Arc::new(Telemetry::default());
+
+    let read = metrics::api::read_routes(api.clone())
+        .route_layer(from_fn_with_state(tenancy.clone(), tenancy::read));
+    let write = metrics::api::write_routes(api.clone())
+        .route_layer(from_fn_with_state(tenancy.clone(), tenancy::write));
+    let prom = Router::new().merge(read).merge(write);
+    let ops_state = ops::Ops {
+        config_yaml: Arc::new(cfg.redacted_yaml()),
+        telemetry: telemetry.clone(),
+        store,
+    };
+    let router = Router::new()
+        .merge(ops::routes(ops_state))
+        .nest("/prometheus", prom.clone())
+        .merge(prom)
+        .layer(from_fn_with_state(telemetry, telemetry::track));
+    Ok(Server {
+        cfg,
+        router,
+        api,
+        tenancy,
+    })
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr).await.map_err(|e| Error::Io {
+        context: format!("binding {addr}"),
+        source: e,
+    })
+}
+
+impl Server {
+    /// The HTTP router (for in-process tests).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Serves every listener until `shutdown` resolves, then drains requests and closes storage so that
+    /// everything acknowledged is durable.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let http = bind(&self.cfg.server.http_listen).await?;
+        info!(addr = %local(&http), "http listening");
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(serve_http(
+            http,
+            self.router.clone(),
+            stop_rx.clone(),
+        )));
+        if !self.cfg.server.otlp_http_listen.is_empty() {
+            let l = bind(&self.cfg.server.otlp_http_listen).await?;
+            info!(addr = %local(&l), "otlp http listening");
+            tasks.push(tokio::spawn(serve_http(
+                l,
+                self.router.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        if !self.cfg.server.otlp_grpc_listen.is_empty() {
+            let l = bind(&self.cfg.server.otlp_grpc_listen).await?;
+            info!(addr = %local(&l), "otlp grpc listening");
+            let svc = otlp_grpc::service(
+                otlp_grpc::Metrics {
+                    api: self.api.clone(),
+                    tenancy: self.tenancy.clone(),
+                },
+                self.cfg.limits.max_request_size_bytes,
+            );
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let incoming = tokio_stream_from(l);
+                let r = tonic::transport::Server::builder()
+                    .add_service(svc)
+                    .serve_with_incoming_shutdown(incoming, async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = r {
+                    warn!(error = %e, "otlp grpc server failed");
+                }
+            }));
+        }
+        let maint = tokio::spawn(maintenance_loop(
+            self.api.clone(),
+            self.cfg.clone(),
+            stop_rx.clone(),
+        ));
+
+        shutdown.await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+        let grace = self.cfg.server.shutdown_timeout.to_std();
+        for t in tasks {
+            let _ = tokio::time::timeout(grace, t).await;
+        }
+        let _ = maint.await;
+        self.api.store.close().await?;
+        info!("storage closed");
+        Ok(())
+    }
+}
+
+fn local(l: &TcpListener) -> String {
+    l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+}
+
+fn tokio_stream_from(
+    l: TcpListener,
+) -> impl futures::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
+    futures::stream::unfold(l, |l| async move {
+        let r = l.accept().await.map(|(s, _)| s);
+        Some((r, l))
+    })
+}
+
+async fn serve_http(l: TcpListener, router: Router, mut stop: watch::Receiver<bool>) {
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    let r = axum::serve(l, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = r {
+        warn!(error = %e, "http server failed");
+    }
+}
+
+async fn maintenance_loop(api: MetricsApi, cfg: Config, mut stop: watch::Receiver<bool>) {
+    let every = cfg
+        .storage
+        .maintenance_interval
+        .to_std()
+        .max(std::time::Duration::from_secs(1));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = api.overrides.reload() {
+            warn!(error = %e, "overrides file not reloaded; previous overrides stay in force");
+        }
+        if let Err(e) = api.store.maintenance(common::time::now_ms()).await {
+            warn!(error = %e, "metrics maintenance failed");
+        }
+    }
+}
