@@ -5,19 +5,33 @@ usage: otlp_metrics.py http|grpc ENDPOINT TENANT SERVICE
 import sys
 
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import MetricExportResult, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 proto, endpoint, tenant, service = sys.argv[1:5]
-headers = {"X-Scope-OrgID": tenant}
 if proto == "http":
+    headers = {"X-Scope-OrgID": tenant}
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
     exporter = OTLPMetricExporter(endpoint=endpoint + "/otlp/v1/metrics", headers=headers)
 else:
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-    exporter = OTLPMetricExporter(endpoint=endpoint, headers=headers, insecure=True)
+    # gRPC metadata keys must be lowercase.
+    exporter = OTLPMetricExporter(endpoint=endpoint, headers={"x-scope-orgid": tenant}, insecure=True)
+
+# The SDK logs export failures but force_flush() still returns True: record every result ourselves.
+results = []
+_export = exporter.export
+
+
+def export(*args, **kwargs):
+    result = _export(*args, **kwargs)
+    results.append(result)
+    return result
+
+
+exporter.export = export
 
 resource = Resource.create(
     {
@@ -41,6 +55,6 @@ memory.add(4096)
 
 ok = provider.force_flush(timeout_millis=20_000)
 provider.shutdown()
-if not ok:
-    sys.exit("export failed")
+if not ok or not results or any(r != MetricExportResult.SUCCESS for r in results):
+    sys.exit(f"export failed: {results}")
 print("exported")

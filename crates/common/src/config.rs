@@ -321,6 +321,22 @@ mod tests {
         assert!(!c.redacted_yaml().contains("secret_access_key: s\n"));
     }
 
+    /// `docs/example-config.yaml` lists every setting with its default (comments aside); regenerate the
+    /// values with `UPDATE_GOLDEN=1 cargo test -p common example_config` and keep the comments.
+    #[test]
+    fn example_config_is_in_sync() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/example-config.yaml");
+        let want = serde_yaml::to_value(Config::default()).unwrap();
+        if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
+            let header = "# Every heimdall setting with its default value. `heimdall config default` prints the same.\n";
+            std::fs::write(path, format!("{header}{}", serde_yaml::to_string(&Config::default()).unwrap())).unwrap();
+        }
+        let text = std::fs::read_to_string(path).unwrap();
+        let got: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(got, want, "docs/example-config.yaml is out of date");
+        Config::from_yaml(&text).unwrap();
+    }
+
     #[test]
     fn duration_display_roundtrips() {
         for s in ["2h", "1d2h", "90s", "0s", "1m30s"] {

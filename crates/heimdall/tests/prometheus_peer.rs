@@ -1,5 +1,9 @@
 //! The Debian `prometheus` binary scrapes the Debian `prometheus-node-exporter` and remote-writes to
 //! heimdall; heimdall's series, label and metadata APIs must then hold what Prometheus itself holds.
+//!
+//! Debian's Prometheus 2.42 does not send `remote_write.headers` (prometheus/prometheus#13030), so it
+//! cannot set `X-Scope-OrgID`; it authenticates with a bearer token whose only write grant is the
+//! tenant `prom` (heimdall's tenants file), which is how the tenant is decided.
 
 mod support;
 use std::collections::BTreeSet;
@@ -8,10 +12,13 @@ use std::time::Duration;
 
 use support::*;
 
+const TOKEN: &str = "prom-secret";
+
 fn series_set(base: &str, tenant: Option<&str>, start: f64) -> BTreeSet<String> {
-    let (s, v) = get_json(
+    let (s, v) = get_json_auth(
         &format!("{base}/api/v1/series?match[]=%7Bjob%3D%22node%22%7D&start={start}"),
         tenant,
+        tenant.map(|_| TOKEN),
     );
     assert_eq!(s, 200, "{v}");
     v["data"]
@@ -23,7 +30,7 @@ fn series_set(base: &str, tenant: Option<&str>, start: f64) -> BTreeSet<String> 
 }
 
 fn json_data(base: &str, path: &str, tenant: Option<&str>) -> serde_json::Value {
-    let (s, v) = get_json(&format!("{base}{path}"), tenant);
+    let (s, v) = get_json_auth(&format!("{base}{path}"), tenant, tenant.map(|_| TOKEN));
     assert_eq!(s, 200, "{path}: {v}");
     v["data"].clone()
 }
@@ -34,7 +41,15 @@ fn prometheus_remote_write_matches_prometheus_own_view() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let h = Heimdall::start(dir.path(), "");
+    let tenants = dir.path().join("tenants.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_heimdall")).args(["token", "hash", TOKEN]).output().unwrap();
+    let hash = String::from_utf8(out.stdout).unwrap();
+    std::fs::write(
+        &tenants,
+        format!("tokens:\n  - name: prometheus\n    sha256: {}\n    read: [prom]\n    write: [prom]\n", hash.trim()),
+    )
+    .unwrap();
+    let h = Heimdall::start(dir.path(), &format!("auth:\n  tenants_file: {}\n", tenants.display()));
     let node_port = free_port();
     let _node = Proc::spawn(
         "node_exporter",
@@ -54,7 +69,7 @@ fn prometheus_remote_write_matches_prometheus_own_view() {
         format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{node_port}']\n\
-             remote_write:\n  - url: {}/api/v1/write\n    headers:\n      X-Scope-OrgID: prom\n    \
+             remote_write:\n  - url: {}/api/v1/write\n    authorization:\n      credentials: {TOKEN}\n    \
              queue_config:\n      batch_send_deadline: 1s\n      max_shards: 2\n    metadata_config:\n      send_interval: 1s\n",
             h.url
         ),
@@ -91,10 +106,10 @@ fn prometheus_remote_write_matches_prometheus_own_view() {
         let missing: Vec<_> = theirs.difference(ours).take(10).collect();
         let extra: Vec<_> = ours.difference(theirs).take(10).collect();
         panic!(
-            "series differ: heimdall {} vs prometheus {}; missing {missing:?}; extra {extra:?}\nheimdall log:\n{}",
+            "series differ: heimdall {} vs prometheus {}; missing {missing:?}; extra {extra:?}\nprometheus log:\n{}",
             ours.len(),
             theirs.len(),
-            std::fs::read_to_string(dir.path().join("heimdall.log")).unwrap_or_default()
+            std::fs::read_to_string(&prom_log).unwrap_or_default()
         );
     }
     assert!(

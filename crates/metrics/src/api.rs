@@ -17,6 +17,8 @@ use common::time::{now_ms, parse_prom_duration, parse_prom_time};
 use common::{Matcher, TenantId, TenantSet};
 use serde_json::{json, Value as Json};
 
+use proto::otlp::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+
 use crate::ingest::{otlp, remote_write};
 use crate::promql;
 use crate::tsdb::MetricsStore;
@@ -39,6 +41,32 @@ pub struct MetricsApi {
     pub rate: Arc<RateLimiter>,
     /// PromQL defaults.
     pub engine: promql::EngineOptions,
+    /// Running totals for OTLP delta series (`otlp_delta: convert`), per tenant.
+    pub deltas: Arc<parking_lot::Mutex<std::collections::HashMap<TenantId, otlp::DeltaAccumulator>>>,
+}
+
+/// Delta series idle this long are forgotten by the accumulator.
+const DELTA_IDLE_MS: i64 = 3_600_000;
+
+impl MetricsApi {
+    /// Builds the API state over a store.
+    pub fn new(store: MetricsStore, overrides: Overrides, cfg: common::config::MetricsConfig) -> Self {
+        Self {
+            store,
+            overrides,
+            cfg: Arc::new(cfg),
+            rate: Arc::new(RateLimiter::default()),
+            engine: promql::EngineOptions::default(),
+            deltas: Default::default(),
+        }
+    }
+
+    /// Periodic work: storage maintenance (block cutting, compaction, retention) and forgetting idle
+    /// delta-conversion state.
+    pub async fn maintenance(&self, now: i64) -> Result<(), Error> {
+        self.deltas.lock().values_mut().for_each(|d| d.gc(now - DELTA_IDLE_MS));
+        self.store.maintenance(now).await
+    }
 }
 
 /// Routes that read (mount under `/` and `/prometheus`; need `Extension<TenantSet>`).
@@ -434,7 +462,7 @@ async fn query_exemplars((Extension(t), State(api), RawQuery(q), h, body): ReadA
                 let ex: Vec<Json> = ex
                     .iter()
                     .map(|e| {
-                        json!({"labels": e.labels, "value": promql::format_value(e.value),
+                        json!({"labels": e.labels, "value": promql::format_float(e.value),
                                "timestamp": common::time::format_prom_ts(e.t)})
                     })
                     .collect();
@@ -691,68 +719,68 @@ struct RpcStatus {
     message: String,
 }
 
-fn otlp_response(json_ct: bool, status: StatusCode, rejected: i64, message: String) -> Response {
+fn otlp_response(json_ct: bool, resp: ExportMetricsServiceResponse) -> Response {
     use prost::Message;
-    let ct = if json_ct {
-        "application/json"
+    let (ct, body) = if json_ct {
+        let body = match resp.partial_success {
+            Some(p) => json!({"partialSuccess": {
+                "rejectedDataPoints": p.rejected_data_points.to_string(), "errorMessage": p.error_message}}),
+            None => json!({}),
+        };
+        ("application/json", serde_json::to_vec(&body).unwrap_or_default())
     } else {
-        "application/x-protobuf"
+        ("application/x-protobuf", resp.encode_to_vec())
     };
-    let body: Vec<u8> = if status.is_success() {
-        let resp = proto::otlp::tonic::collector::metrics::v1::ExportMetricsServiceResponse {
-            partial_success: (rejected > 0 || !message.is_empty()).then(|| {
-                proto::otlp::tonic::collector::metrics::v1::ExportMetricsPartialSuccess {
-                    rejected_data_points: rejected,
-                    error_message: message.clone(),
-                }
-            }),
-        };
-        if json_ct {
-            match resp.partial_success {
-                Some(p) => serde_json::to_vec(&json!({"partialSuccess": {
-                    "rejectedDataPoints": p.rejected_data_points.to_string(), "errorMessage": p.error_message}}))
-                .unwrap_or_default(),
-                None => b"{}".to_vec(),
-            }
-        } else {
-            resp.encode_to_vec()
-        }
+    (StatusCode::OK, [(header::CONTENT_TYPE, ct)], body).into_response()
+}
+
+/// An OTLP failure: `google.rpc.Status` in the request's encoding.
+fn otlp_error(json_ct: bool, e: &Error) -> Response {
+    use prost::Message;
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // gRPC codes: INVALID_ARGUMENT 3, RESOURCE_EXHAUSTED 8, INTERNAL 13.
+    let code = match status.as_u16() {
+        400 | 413 | 415 => 3,
+        429 => 8,
+        _ => 13,
+    };
+    let message = e.to_string();
+    let (ct, body) = if json_ct {
+        ("application/json", serde_json::to_vec(&json!({"code": code, "message": message})).unwrap_or_default())
     } else {
-        // gRPC codes: INVALID_ARGUMENT 3, RESOURCE_EXHAUSTED 8, INTERNAL 13.
-        let code = match status.as_u16() {
-            400 | 413 | 415 => 3,
-            429 => 8,
-            _ => 13,
-        };
-        if json_ct {
-            serde_json::to_vec(&json!({"code": code, "message": message})).unwrap_or_default()
-        } else {
-            RpcStatus { code, message }.encode_to_vec()
-        }
+        ("application/x-protobuf", RpcStatus { code, message }.encode_to_vec())
     };
     (status, [(header::CONTENT_TYPE, ct)], body).into_response()
 }
 
-/// Ingests a translated OTLP batch for `tenant` (shared by OTLP/HTTP and OTLP/gRPC).
-/// Returns (rejected points, message) on success.
+/// Ingests a translated OTLP batch for `tenant` (shared by OTLP/HTTP and OTLP/gRPC) and returns the
+/// OTLP response: `partial_success` counts points rejected by translation and by the store.
 pub async fn ingest_otlp(
     api: &MetricsApi,
     tenant: &TenantId,
-    decoded: otlp::OtlpDecoded,
-) -> Result<(i64, String), Error> {
-    let batch = decoded.batch;
-    rate_check(
-        api,
-        tenant,
-        (batch.sample_count() + batch.histogram_count()) as u64,
-    )?;
-    let mut rejected = decoded.rejected as i64;
-    let mut errors = decoded.errors;
+    mut decoded: otlp::OtlpDecoded,
+) -> Result<ExportMetricsServiceResponse, Error> {
+    if api.cfg.otlp_delta == common::config::OtlpDeltaPolicy::Convert && !decoded.delta_series.is_empty() {
+        let max = api.overrides.get(tenant).max_active_series as usize;
+        let mut deltas = api.deltas.lock();
+        let acc = deltas
+            .entry(tenant.clone())
+            .or_insert_with(|| otlp::DeltaAccumulator::new(max));
+        let dropped = acc.apply(&mut decoded.batch, &decoded.delta_series);
+        if dropped > 0 {
+            decoded.rejected += dropped;
+            decoded.errors.push(format!(
+                "delta conversion tracks at most {max} series (tenant {tenant}, limit max_active_series)"
+            ));
+        }
+    }
+    let batch = std::mem::take(&mut decoded.batch);
+    rate_check(api, tenant, (batch.sample_count() + batch.histogram_count()) as u64)?;
     let o = api.store.write(tenant, batch).await?;
-    rejected += o.rejected_count as i64;
-    errors.extend(o.rejected);
-    errors.truncate(5);
-    Ok((rejected, errors.join("; ")))
+    decoded.rejected += o.rejected_count as u64;
+    decoded.errors.extend(o.rejected);
+    decoded.errors.truncate(otlp::MAX_ERRORS);
+    Ok(decoded.response())
 }
 
 async fn otlp_handler(
@@ -766,27 +794,13 @@ async fn otlp_handler(
     let hv = |n: header::HeaderName| h.get(n).and_then(|v| v.to_str().ok());
     let json_ct = hv(header::CONTENT_TYPE).is_some_and(|c| c.starts_with("application/json"));
     let limits = api.overrides.get(&tenant);
-    let decoded = match otlp::decode_http(
-        &body,
-        hv(header::CONTENT_TYPE),
-        hv(header::CONTENT_ENCODING),
-        &limits,
-        &api.cfg,
-    ) {
+    let decoded = match otlp::decode_http(&body, hv(header::CONTENT_TYPE), hv(header::CONTENT_ENCODING), &limits, &api.cfg) {
         Ok(d) => d,
-        Err(e) => {
-            let st = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            return otlp_response(json_ct, st, 0, e.to_string());
-        }
+        Err(e) => return otlp_error(json_ct, &e),
     };
     match ingest_otlp(&api, &tenant, decoded).await {
-        Ok((rejected, msg)) => otlp_response(json_ct, StatusCode::OK, rejected, msg),
-        Err(e) => otlp_response(
-            json_ct,
-            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            0,
-            e.to_string(),
-        ),
+        Ok(resp) => otlp_response(json_ct, resp),
+        Err(e) => otlp_error(json_ct, &e),
     }
 }
 

@@ -4,9 +4,11 @@
 //! Depends on `common`, `proto` and `storage` only; knows nothing of HTTP routing or tenancy
 //! extraction (the server crate passes a validated `TenantId`/`TenantSet` in).
 
+pub mod api;
 pub mod error;
 pub mod ingest;
 pub mod model;
+pub mod promql;
 pub mod tsdb;
 
 pub use error::Error;

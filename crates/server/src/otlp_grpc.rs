@@ -4,9 +4,7 @@
 use proto::otlp::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
-use proto::otlp::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use proto::otlp::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use tonic::{Request, Response, Status};
 
 use crate::tenancy::Tenancy;
@@ -53,15 +51,10 @@ impl MetricsService for Metrics {
             &limits,
             common::time::now_ms(),
         );
-        let (rejected, message) = metrics::api::ingest_otlp(&self.api, &tenant, decoded)
+        let resp = metrics::api::ingest_otlp(&self.api, &tenant, decoded)
             .await
             .map_err(|e| to_status(&e))?;
-        Ok(Response::new(ExportMetricsServiceResponse {
-            partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess {
-                rejected_data_points: rejected,
-                error_message: message,
-            }),
-        }))
+        Ok(Response::new(resp))
     }
 }
 

@@ -8,7 +8,6 @@ use axum::middleware::from_fn_with_state;
 use axum::Router;
 use common::config::Config;
 use common::limits::Overrides;
-use common::ratelimit::RateLimiter;
 use metrics::api::MetricsApi;
 use metrics::tsdb::MetricsStore;
 use storage::block::BlockStore;
@@ -48,13 +47,7 @@ pub async fn build(cfg: Config) -> Result<Server, Error> {
         enabled: cfg.auth.enabled,
         tokens,
     };
-    let api = MetricsApi {
-        store: store.clone(),
-        overrides,
-        cfg: Arc::new(cfg.metrics.clone()),
-        rate: Arc::new(RateLimiter::default()),
-        engine: metrics::promql::EngineOptions::default(),
-    };
+    let api = MetricsApi::new(store.clone(), overrides, cfg.metrics.clone());
     let telemetry = Arc::new(Telemetry::default());
 
     let read = metrics::api::read_routes(api.clone())
@@ -202,7 +195,7 @@ async fn maintenance_loop(api: MetricsApi, cfg: Config, mut stop: watch::Receive
         if let Err(e) = api.overrides.reload() {
             warn!(error = %e, "overrides file not reloaded; previous overrides stay in force");
         }
-        if let Err(e) = api.store.maintenance(common::time::now_ms()).await {
+        if let Err(e) = api.maintenance(common::time::now_ms()).await {
             warn!(error = %e, "metrics maintenance failed");
         }
     }

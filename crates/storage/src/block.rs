@@ -55,6 +55,15 @@ pub struct BlockMeta {
 pub struct BlockStore {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
+    /// Set for the local-folder backend, whose `put` does not fsync: blocks are fsynced here before
+    /// their `meta.json` commits them, because the WAL behind them is deleted once they are stored.
+    local: Option<Arc<LocalDisk>>,
+}
+
+struct LocalDisk {
+    fs: Arc<object_store::local::LocalFileSystem>,
+    /// Canonical root folder.
+    root: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for BlockStore {
@@ -80,14 +89,19 @@ impl BlockStore {
                     .unwrap_or_else(|| cfg.data_dir.join("blocks"));
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| Error::io(format!("create block dir {}", dir.display()), e))?;
-                let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                let root = std::fs::canonicalize(&dir)
+                    .map_err(|e| Error::io(format!("resolve block dir {}", dir.display()), e))?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(&root)
                     .map_err(|e| Error::ObjectStore {
                         context: format!("open block dir {}", dir.display()),
                         source: e,
                     })?
                     // Deleting a block's last file removes its folder too.
                     .with_automatic_cleanup(true);
-                Ok(Self::new(Arc::new(fs), ""))
+                let fs = Arc::new(fs);
+                let mut store = Self::new(fs.clone(), "");
+                store.local = Some(Arc::new(LocalDisk { fs, root }));
+                Ok(store)
             }
             Backend::S3 => {
                 let s3 = &os.s3;
@@ -134,6 +148,7 @@ impl BlockStore {
         Self {
             store,
             prefix: Path::from(prefix.trim_matches('/')),
+            local: None,
         }
     }
 
@@ -161,16 +176,18 @@ impl BlockStore {
             }
             paths.push((file_path(&dir, &name)?, data));
         }
-        futures::stream::iter(paths)
+        let written: Vec<Path> = futures::stream::iter(paths)
             .map(|(path, data)| async move {
                 self.store
                     .put(&path, PutPayload::from_bytes(data))
                     .await
-                    .map_err(|e| Error::store("put", &path, e))
+                    .map_err(|e| Error::store("put", &path, e))?;
+                Ok::<_, Error>(path)
             })
             .buffer_unordered(CONCURRENCY)
-            .try_collect::<Vec<_>>()
+            .try_collect()
             .await?;
+        self.sync_local(written).await?;
         let meta_path = dir.child(META_FILE);
         let json = serde_json::to_vec_pretty(meta).map_err(|e| Error::InvalidMeta {
             path: meta_path.to_string(),
@@ -180,7 +197,41 @@ impl BlockStore {
             .put(&meta_path, PutPayload::from(json))
             .await
             .map_err(|e| Error::store("put", &meta_path, e))?;
-        Ok(())
+        self.sync_local(vec![meta_path]).await
+    }
+
+    /// With the local backend, fsyncs `paths` and every folder from theirs up to the root.
+    async fn sync_local(&self, paths: Vec<Path>) -> Result<(), Error> {
+        let Some(local) = self.local.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut dirs = std::collections::BTreeSet::new();
+            for p in &paths {
+                let file = local
+                    .fs
+                    .path_to_filesystem(p)
+                    .map_err(|e| Error::store("resolve", p, e))?;
+                std::fs::File::open(&file)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| Error::io(format!("fsync block file {}", file.display()), e))?;
+                let mut dir = file.parent();
+                while let Some(d) = dir.filter(|d| d.starts_with(&local.root)) {
+                    if !dirs.insert(d.to_path_buf()) {
+                        break;
+                    }
+                    dir = d.parent();
+                }
+            }
+            for d in dirs.iter().rev() {
+                std::fs::File::open(d)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| Error::io(format!("fsync block folder {}", d.display()), e))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::io("fsync block files", std::io::Error::other(e)))?
     }
 
     /// Metas of all committed blocks of a tenant's signal, sorted by (min_time, ulid). Folders without
@@ -275,6 +326,24 @@ impl BlockStore {
                     e,
                 )
             })
+    }
+
+    /// The meta of one committed block ([`Error::NotFound`] when it has no `meta.json`).
+    pub async fn get_meta(
+        &self,
+        tenant: &TenantId,
+        signal: &str,
+        ulid: Ulid,
+    ) -> Result<BlockMeta, Error> {
+        match self.read_meta(tenant, signal, ulid).await? {
+            Some(meta) => Ok(meta),
+            None => Err(Error::NotFound {
+                path: self
+                    .block_dir(tenant, signal, ulid)?
+                    .child(META_FILE)
+                    .to_string(),
+            }),
+        }
     }
 
     /// Deletes `meta.json` first (the block disappears atomically for readers), then the other files.
@@ -474,7 +543,9 @@ pub fn expired(blocks: &[BlockMeta], now_ms: i64, retention_ms: i64) -> Vec<Ulid
 ///
 /// A window is planned only once it is finished: its blocks cover it end to end, or some block
 /// starts after it (time has moved on), so that a window is not compacted while blocks still arrive.
-/// Overlapping blocks are left out of groups (they need a vertical merge, which is not planned here).
+/// Overlapping blocks and blocks that straddle a window boundary are left out of groups (they need a
+/// vertical merge, which is not planned here). Groups are sorted by time; give the merged block level
+/// `max(level) + 1` and the group's ulids as `sources`.
 pub fn plan_compaction(blocks: &[BlockMeta], ranges: &[i64]) -> Vec<Vec<BlockMeta>> {
     let newest_start = blocks.iter().map(|b| b.min_time).max();
     let mut used = std::collections::HashSet::new();
@@ -512,7 +583,9 @@ pub fn plan_compaction(blocks: &[BlockMeta], ranges: &[i64]) -> Vec<Vec<BlockMet
             let end = start + range; // exclusive
             let covered = chain[0].min_time == start
                 && chain.last().map(|b| b.max_time) == Some(end - 1)
-                && chain.windows(2).all(|w| w[1].min_time == w[0].max_time + 1);
+                && chain
+                    .windows(2)
+                    .all(|w| w[0].max_time.checked_add(1) == Some(w[1].min_time));
             let moved_on = newest_start.is_some_and(|t| t >= end);
             if !(covered || moved_on) {
                 continue;
@@ -522,4 +595,393 @@ pub fn plan_compaction(blocks: &[BlockMeta], ranges: &[i64]) -> Vec<Vec<BlockMet
         }
     }
     plans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::config::{ObjectStoreConfig, S3Config};
+
+    const H: i64 = 3_600_000;
+
+    fn meta(signal: &str, min_time: i64, max_time: i64, level: u32) -> BlockMeta {
+        BlockMeta {
+            ulid: Ulid::new(),
+            signal: signal.into(),
+            version: 1,
+            min_time,
+            max_time,
+            level,
+            sources: Vec::new(),
+            stats: serde_json::json!({"series": 2, "samples": 10}),
+        }
+    }
+
+    fn tenant(s: &str) -> TenantId {
+        TenantId::new(s).unwrap()
+    }
+
+    /// The same checks for every backend.
+    async fn conformance(store: BlockStore) {
+        let a = tenant("team-a");
+        // Characters object_store percent-encodes must round-trip through listings.
+        let odd = tenant("(odd)*'!");
+        let m1 = meta("metrics", 2 * H, 3 * H - 1, 1);
+        let m0 = meta("metrics", 0, H - 1, 1);
+        let files = vec![
+            ("index".to_string(), Bytes::from_static(b"0123456789")),
+            (
+                "chunks/000001".to_string(),
+                Bytes::from_static(b"chunk-data"),
+            ),
+        ];
+        store.put_block(&a, &m1, files.clone()).await.unwrap();
+        store.put_block(&a, &m0, files.clone()).await.unwrap();
+        store.put_block(&odd, &m0, files.clone()).await.unwrap();
+        let logs = meta("logs", 0, 10, 1);
+        store.put_block(&a, &logs, vec![]).await.unwrap();
+
+        assert_eq!(
+            store.list_blocks(&a, "metrics").await.unwrap(),
+            vec![m0.clone(), m1.clone()]
+        );
+        assert_eq!(
+            store.list_blocks(&a, "logs").await.unwrap(),
+            vec![logs.clone()]
+        );
+        assert_eq!(
+            store.list_blocks(&odd, "metrics").await.unwrap(),
+            vec![m0.clone()]
+        );
+        assert!(store
+            .list_blocks(&tenant("nobody"), "metrics")
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store.list_blocks(&odd, "traces").await.unwrap().is_empty());
+
+        assert_eq!(
+            store.get(&a, "metrics", m1.ulid, "index").await.unwrap(),
+            Bytes::from_static(b"0123456789")
+        );
+        assert_eq!(
+            store
+                .get(&a, "metrics", m1.ulid, "chunks/000001")
+                .await
+                .unwrap(),
+            Bytes::from_static(b"chunk-data")
+        );
+        assert_eq!(
+            store
+                .get_range(&a, "metrics", m1.ulid, "index", 2..5)
+                .await
+                .unwrap(),
+            Bytes::from_static(b"234")
+        );
+        let missing = store.get(&a, "metrics", m1.ulid, "nope").await.unwrap_err();
+        assert!(missing.is_not_found(), "{missing}");
+        assert!(missing.to_string().contains("nope"), "{missing}");
+        let meta_json = store.get(&a, "metrics", m1.ulid, META_FILE).await.unwrap();
+        let parsed: BlockMeta = serde_json::from_slice(&meta_json).unwrap();
+        assert_eq!(parsed, m1);
+        assert_eq!(store.get_meta(&a, "metrics", m1.ulid).await.unwrap(), m1);
+        assert!(store
+            .get_meta(&a, "logs", m1.ulid)
+            .await
+            .unwrap_err()
+            .is_not_found());
+
+        // Bad names are rejected.
+        assert!(store.get(&a, "metrics", m1.ulid, "../x").await.is_err());
+        assert!(store.list_blocks(&a, "a/b").await.is_err());
+        let with_meta = vec![(META_FILE.to_string(), Bytes::new())];
+        assert!(store
+            .put_block(&a, &meta("metrics", 0, 1, 1), with_meta)
+            .await
+            .is_err());
+
+        assert_eq!(
+            store.list_tenants("metrics").await.unwrap(),
+            vec![odd.clone(), a.clone()]
+        );
+        assert_eq!(store.list_tenants("logs").await.unwrap(), vec![a.clone()]);
+        assert!(store.list_tenants("traces").await.unwrap().is_empty());
+
+        // An uncommitted block: files but no meta.json.
+        let partial = meta("metrics", 5 * H, 6 * H, 1);
+        let dir = store.block_dir(&a, "metrics", partial.ulid).unwrap();
+        store
+            .object_store()
+            .put(&dir.child("index"), PutPayload::from_static(b"half"))
+            .await
+            .unwrap();
+        assert_eq!(store.list_blocks(&a, "metrics").await.unwrap().len(), 2);
+        // A tenant with only uncommitted blocks is not listed.
+        let ghost = tenant("ghost");
+        let gdir = store.block_dir(&ghost, "metrics", Ulid::new()).unwrap();
+        store
+            .object_store()
+            .put(&gdir.child("index"), PutPayload::from_static(b"half"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.list_tenants("metrics").await.unwrap(),
+            vec![odd.clone(), a.clone()]
+        );
+
+        assert_eq!(
+            store
+                .gc_partial(&a, "metrics", Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            0
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            store
+                .gc_partial(&a, "metrics", Duration::from_millis(1))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(store
+            .get(&a, "metrics", partial.ulid, "index")
+            .await
+            .unwrap_err()
+            .is_not_found());
+        assert_eq!(store.list_blocks(&a, "metrics").await.unwrap().len(), 2);
+        assert_eq!(
+            store
+                .gc_partial(&a, "metrics", Duration::ZERO)
+                .await
+                .unwrap(),
+            0
+        );
+
+        store.delete_block(&a, "metrics", m0.ulid).await.unwrap();
+        assert_eq!(
+            store.list_blocks(&a, "metrics").await.unwrap(),
+            vec![m1.clone()]
+        );
+        assert!(store
+            .get(&a, "metrics", m0.ulid, "index")
+            .await
+            .unwrap_err()
+            .is_not_found());
+        assert_eq!(
+            store
+                .gc_partial(&a, "metrics", Duration::ZERO)
+                .await
+                .unwrap(),
+            0
+        );
+        // Idempotent.
+        store.delete_block(&a, "metrics", m0.ulid).await.unwrap();
+        // The other tenant's copy is untouched.
+        assert_eq!(
+            store.list_blocks(&odd, "metrics").await.unwrap(),
+            vec![m0.clone()]
+        );
+        store.delete_block(&a, "logs", logs.ulid).await.unwrap();
+        assert_eq!(
+            store.list_tenants("logs").await.unwrap(),
+            Vec::<TenantId>::new()
+        );
+    }
+
+    #[tokio::test]
+    async fn in_memory_store() {
+        conformance(BlockStore::in_memory()).await;
+    }
+
+    #[tokio::test]
+    async fn local_filesystem_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = StorageConfig {
+            data_dir: tmp.path().to_path_buf(),
+            ..StorageConfig::default()
+        };
+        let store = BlockStore::from_config(&cfg).unwrap();
+        assert!(tmp.path().join("blocks").is_dir());
+        conformance(store.clone()).await;
+        // Deleted blocks leave no folders behind.
+        let a_metrics = tmp.path().join("blocks/team-a/metrics");
+        assert_eq!(std::fs::read_dir(&a_metrics).unwrap().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn prefixed_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(tmp.path()).unwrap();
+        let store = BlockStore::new(Arc::new(fs), "/cluster-1/blocks/");
+        let m = meta("metrics", 0, 1, 1);
+        store
+            .put_block(
+                &tenant("t"),
+                &m,
+                vec![("x".into(), Bytes::from_static(b"1"))],
+            )
+            .await
+            .unwrap();
+        assert!(tmp
+            .path()
+            .join(format!("cluster-1/blocks/t/metrics/{}/meta.json", m.ulid))
+            .is_file());
+        assert_eq!(
+            store.list_tenants("metrics").await.unwrap(),
+            vec![tenant("t")]
+        );
+        assert_eq!(
+            store.list_blocks(&tenant("t"), "metrics").await.unwrap(),
+            vec![m]
+        );
+        conformance(BlockStore::new(store.object_store().clone(), "other")).await;
+    }
+
+    #[test]
+    fn s3_from_config() {
+        let mut cfg = StorageConfig {
+            object_store: ObjectStoreConfig {
+                backend: Backend::S3,
+                path: None,
+                s3: S3Config {
+                    bucket: "heimdall".into(),
+                    endpoint: "http://127.0.0.1:9000".into(),
+                    region: "eu-west-1".into(),
+                    access_key_id: Some("key".into()),
+                    secret_access_key: Some("secret".into()),
+                    allow_http: true,
+                    path_style: true,
+                    prefix: "/prod/".into(),
+                },
+            },
+            ..StorageConfig::default()
+        };
+        let store = BlockStore::from_config(&cfg).unwrap();
+        assert_eq!(store.prefix.as_ref(), "prod");
+        let shown = store.object_store().to_string();
+        assert!(shown.contains("heimdall"), "{shown}");
+        cfg.object_store.s3.bucket.clear();
+        assert!(matches!(
+            BlockStore::from_config(&cfg),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Ab"), "a*b");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("a%zzb"), "a%zzb");
+    }
+
+    #[test]
+    fn expired_blocks() {
+        let old = meta("metrics", 0, 999, 1);
+        let edge = meta("metrics", 500, 1000, 1);
+        let new = meta("metrics", 1000, 2000, 1);
+        let blocks = vec![old.clone(), edge.clone(), new];
+        // Cutoff 1000: only blocks whose last sample is before it.
+        assert_eq!(expired(&blocks, 1500, 500), vec![old.ulid]);
+        assert_eq!(expired(&blocks, 1501, 500), vec![old.ulid, edge.ulid]);
+        assert!(expired(&blocks, 0, 7 * 24 * H).is_empty());
+    }
+
+    fn ids(groups: &[Vec<BlockMeta>]) -> Vec<Vec<Ulid>> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(|b| b.ulid).collect())
+            .collect()
+    }
+
+    #[test]
+    fn compaction_groups_finished_windows() {
+        let ranges = [2 * H, 6 * H, 24 * H];
+        // Two full 6h windows of 2h blocks, and a third window still being filled.
+        let mut blocks: Vec<BlockMeta> = (0..8)
+            .map(|i| meta("metrics", i * 2 * H, (i + 1) * 2 * H - 1, 1))
+            .collect();
+        blocks.reverse(); // Input order does not matter.
+        let plans = plan_compaction(&blocks, &ranges);
+        blocks.reverse();
+        assert_eq!(
+            ids(&plans),
+            vec![
+                blocks[0..3].iter().map(|b| b.ulid).collect::<Vec<_>>(),
+                blocks[3..6].iter().map(|b| b.ulid).collect::<Vec<_>>(),
+            ]
+        );
+        // Each group is sorted by time.
+        assert!(plans[0].windows(2).all(|w| w[0].max_time < w[1].min_time));
+
+        // The open window (12h..18h, 2 of 3 blocks so far) becomes eligible once covered.
+        let mut full = blocks.clone();
+        full.push(meta("metrics", 16 * H, 18 * H - 1, 1));
+        let plans = plan_compaction(&full, &ranges);
+        assert_eq!(plans.len(), 3);
+        assert_eq!(plans[2].len(), 3);
+
+        // Partial blocks of a window are compacted once time has moved on past it.
+        let sparse = vec![
+            meta("metrics", 10, 20, 1),
+            meta("metrics", H, H + 5, 1),
+            meta("metrics", 6 * H + 1, 6 * H + 2, 1),
+        ];
+        assert_eq!(
+            ids(&plan_compaction(&sparse, &ranges)),
+            vec![vec![sparse[0].ulid, sparse[1].ulid]]
+        );
+        // Not before.
+        assert!(plan_compaction(&sparse[0..2], &ranges).is_empty());
+    }
+
+    #[test]
+    fn compaction_second_level() {
+        let ranges = [2 * H, 6 * H, 24 * H];
+        let mut blocks: Vec<BlockMeta> = (0..4)
+            .map(|i| meta("metrics", i * 6 * H, (i + 1) * 6 * H - 1, 2))
+            .collect();
+        // A next-day block moves time on.
+        blocks.push(meta("metrics", 24 * H, 26 * H - 1, 1));
+        let plans = plan_compaction(&blocks, &ranges);
+        assert_eq!(
+            ids(&plans),
+            vec![blocks[0..4].iter().map(|b| b.ulid).collect::<Vec<_>>()]
+        );
+        // A lone level-1 straggler joins the level-2 blocks of its day.
+        let straggler = meta("metrics", 18 * H, 19 * H, 1);
+        let mut with = blocks[0..3].to_vec();
+        with.push(straggler.clone());
+        with.push(blocks[4].clone());
+        let plans = plan_compaction(&with, &ranges);
+        assert_eq!(plans.len(), 1);
+        assert_eq!(plans[0].len(), 4);
+        assert_eq!(plans[0][3].ulid, straggler.ulid);
+        // Blocks already spanning the largest range are left alone.
+        let day = vec![
+            meta("metrics", 0, 24 * H - 1, 3),
+            meta("metrics", 24 * H, 48 * H - 1, 3),
+            meta("metrics", 72 * H, 73 * H, 1),
+        ];
+        assert!(plan_compaction(&day, &ranges).is_empty());
+    }
+
+    #[test]
+    fn compaction_skips_overlaps_and_straddlers() {
+        let ranges = [2 * H, 6 * H];
+        let a = meta("metrics", 0, 2 * H - 1, 1);
+        let overlapping = meta("metrics", H, 3 * H, 1);
+        let b = meta("metrics", 4 * H, 5 * H, 1);
+        let straddler = meta("metrics", 5 * H, 7 * H, 1);
+        let later = meta("metrics", 12 * H, 13 * H, 1);
+        let blocks = vec![a.clone(), overlapping, b.clone(), straddler, later];
+        assert_eq!(
+            ids(&plan_compaction(&blocks, &ranges)),
+            vec![vec![a.ulid, b.ulid]]
+        );
+        // A single range or no blocks: nothing to do.
+        assert!(plan_compaction(&blocks, &ranges[..1]).is_empty());
+        assert!(plan_compaction(&[], &ranges).is_empty());
+    }
 }

@@ -193,9 +193,17 @@ pub fn client() -> reqwest::blocking::Client {
 
 /// GET `url` with a tenant header, returning (status, JSON body).
 pub fn get_json(url: &str, tenant: Option<&str>) -> (u16, serde_json::Value) {
+    get_json_auth(url, tenant, None)
+}
+
+/// GET `url` with an optional tenant header and bearer token, returning (status, JSON body).
+pub fn get_json_auth(url: &str, tenant: Option<&str>, token: Option<&str>) -> (u16, serde_json::Value) {
     let mut r = client().get(url);
     if let Some(t) = tenant {
         r = r.header("X-Scope-OrgID", t);
+    }
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
     }
     let resp = r.send().unwrap();
     let status = resp.status().as_u16();

@@ -27,7 +27,9 @@ pub fn decompress_http<'a>(
     content_encoding: Option<&str>,
     max: usize,
 ) -> Result<Cow<'a, [u8]>, Error> {
-    let enc = content_encoding.map(|e| e.trim().to_ascii_lowercase()).unwrap_or_default();
+    let enc = content_encoding
+        .map(|e| e.trim().to_ascii_lowercase())
+        .unwrap_or_default();
     match enc.as_str() {
         "" | "identity" => {
             if body.len() > max {
@@ -102,35 +104,67 @@ mod tests {
         let err = decompress_http(&gz, Some("gzip"), 1000).unwrap_err();
         assert_eq!(err.status(), 413);
         assert!(err.to_string().contains("1000 bytes"));
-        assert_eq!(decompress_http(&gz, Some("GZIP"), 1 << 20).unwrap().len(), 1 << 20);
+        assert_eq!(
+            decompress_http(&gz, Some("GZIP"), 1 << 20).unwrap().len(),
+            1 << 20
+        );
     }
 
     #[test]
     fn codecs_round_trip() {
         let data = b"hello hello hello".to_vec();
         let z = zstd::encode_all(data.as_slice(), 3).unwrap();
-        assert_eq!(&*decompress_http(&z, Some("zstd"), 100).unwrap(), data.as_slice());
+        assert_eq!(
+            &*decompress_http(&z, Some("zstd"), 100).unwrap(),
+            data.as_slice()
+        );
         let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         e.write_all(&data).unwrap();
         let zl = e.finish().unwrap();
-        assert_eq!(&*decompress_http(&zl, Some("deflate"), 100).unwrap(), data.as_slice());
+        assert_eq!(
+            &*decompress_http(&zl, Some("deflate"), 100).unwrap(),
+            data.as_slice()
+        );
         let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
         e.write_all(&data).unwrap();
         let raw = e.finish().unwrap();
-        assert_eq!(&*decompress_http(&raw, Some("deflate"), 100).unwrap(), data.as_slice());
-        assert_eq!(&*decompress_http(&data, None, 100).unwrap(), data.as_slice());
+        assert_eq!(
+            &*decompress_http(&raw, Some("deflate"), 100).unwrap(),
+            data.as_slice()
+        );
+        assert_eq!(
+            &*decompress_http(&data, None, 100).unwrap(),
+            data.as_slice()
+        );
         assert_eq!(decompress_http(&data, None, 3).unwrap_err().status(), 413);
-        assert_eq!(decompress_http(&data, Some("br"), 100).unwrap_err().status(), 415);
-        assert_eq!(decompress_http(b"junk", Some("gzip"), 100).unwrap_err().status(), 400);
+        assert_eq!(
+            decompress_http(&data, Some("br"), 100)
+                .unwrap_err()
+                .status(),
+            415
+        );
+        assert_eq!(
+            decompress_http(b"junk", Some("gzip"), 100)
+                .unwrap_err()
+                .status(),
+            400
+        );
     }
 
     #[test]
     fn snappy_length_checked_before_allocating() {
-        let c = snap::raw::Encoder::new().compress_vec(&[7u8; 5000]).unwrap();
+        let c = snap::raw::Encoder::new()
+            .compress_vec(&[7u8; 5000])
+            .unwrap();
         assert_eq!(snappy_block(&c, 4999).unwrap_err().status(), 413);
         assert_eq!(snappy_block(&c, 5000).unwrap().len(), 5000);
         // A header announcing ~4 GiB with no data must not allocate.
-        assert_eq!(snappy_block(&[0xff, 0xff, 0xff, 0xff, 0x0f], 1 << 20).unwrap_err().status(), 413);
+        assert_eq!(
+            snappy_block(&[0xff, 0xff, 0xff, 0xff, 0x0f], 1 << 20)
+                .unwrap_err()
+                .status(),
+            413
+        );
         assert_eq!(snappy_block(&[0xff], 100).unwrap_err().status(), 400);
     }
 }

@@ -68,7 +68,10 @@ pub fn validate_series_labels(mut labels: Vec<Label>, limits: &Limits) -> Result
     if !labels.windows(2).all(|w| w[0].name <= w[1].name) {
         labels.sort_by(|a, b| a.name.cmp(&b.name));
     }
-    let Some(name) = labels.iter().find(|l| l.name == common::labels::METRIC_NAME) else {
+    let Some(name) = labels
+        .iter()
+        .find(|l| l.name == common::labels::METRIC_NAME)
+    else {
         return Err("received series has no metric name".into());
     };
     if !valid_metric_name(&name.value) {
@@ -128,7 +131,12 @@ pub fn validate_series_labels(mut labels: Vec<Label>, limits: &Limits) -> Result
 
 /// Checks that a sample timestamp is not beyond `now + creation_grace_period` (Mimir's
 /// `err-mimir-too-far-in-future`).
-pub fn check_not_in_future(t: i64, now_ms: i64, limits: &Limits, labels: &Labels) -> Result<(), String> {
+pub fn check_not_in_future(
+    t: i64,
+    now_ms: i64,
+    limits: &Limits,
+    labels: &Labels,
+) -> Result<(), String> {
     let grace = limits.creation_grace_period.as_millis();
     if grace > 0 && t > now_ms.saturating_add(grace) {
         return Err(format!(
@@ -145,12 +153,19 @@ pub fn check_not_in_future(t: i64, now_ms: i64, limits: &Limits, labels: &Labels
 /// values (`exemplar.ExemplarMaxLabelSetLength`).
 pub const EXEMPLAR_MAX_LABEL_SET_LENGTH: usize = 128;
 
-/// Validates exemplar labels (legacy names, non-empty values, combined length ≤ 128 characters).
+/// Validates exemplar labels: at least one (Mimir rejects exemplars without labels), legacy names,
+/// non-empty values, combined length ≤ 128 characters.
 pub fn validate_exemplar_labels(labels: Vec<Label>) -> Result<Labels, String> {
+    if labels.is_empty() {
+        return Err("received an exemplar with no valid labels".into());
+    }
     let mut len = 0;
     for l in &labels {
         if !valid_label_name(&l.name) || l.value.is_empty() {
-            return Err(format!("invalid exemplar label: {:?}={:?}", l.name, l.value));
+            return Err(format!(
+                "invalid exemplar label: {:?}={:?}",
+                l.name, l.value
+            ));
         }
         len += l.name.chars().count() + l.value.chars().count();
     }
@@ -190,35 +205,51 @@ mod tests {
     #[test]
     fn sorts_drops_empty_and_formats() {
         let lim = Limits::default();
-        let ls = validate_series_labels(l(&[("b", "2"), ("__name__", "up"), ("a", ""), ("c", "3")]), &lim)
-            .unwrap();
+        let ls = validate_series_labels(
+            l(&[("b", "2"), ("__name__", "up"), ("a", ""), ("c", "3")]),
+            &lim,
+        )
+        .unwrap();
         assert_eq!(ls.to_string(), r#"{__name__="up", b="2", c="3"}"#);
         assert_eq!(format_series(&ls.clone().into_vec()), r#"up{b="2", c="3"}"#);
     }
 
     #[test]
     fn rejections() {
-        let mut lim = Limits::default();
-        lim.max_label_names_per_series = 2;
-        lim.max_label_name_length = 5;
-        lim.max_label_value_length = 5;
+        let lim = Limits {
+            max_label_names_per_series: 2,
+            max_label_name_length: 8,
+            max_label_value_length: 5,
+            ..Default::default()
+        };
         let e = validate_series_labels(l(&[("a", "1")]), &lim).unwrap_err();
         assert_eq!(e, "received series has no metric name");
         let e = validate_series_labels(l(&[("__name__", "1x")]), &lim).unwrap_err();
         assert!(e.contains("invalid metric name: '1x'"), "{e}");
-        let e = validate_series_labels(l(&[("__name__", "m"), ("a", "1"), ("b", "2")]), &lim).unwrap_err();
+        let e = validate_series_labels(l(&[("__name__", "m"), ("a", "1"), ("b", "2")]), &lim)
+            .unwrap_err();
         assert!(
             e.starts_with("received a series whose number of labels exceeds the limit (actual: 3, limit: 2) series: 'm{a=\"1\", b=\"2\"}'"),
             "{e}"
         );
         let e = validate_series_labels(l(&[("__name__", "m"), ("a-b", "1")]), &lim).unwrap_err();
         assert!(e.contains("invalid label: 'a-b'"), "{e}");
-        let e = validate_series_labels(l(&[("__name__", "m"), ("abcdef", "1")]), &lim).unwrap_err();
-        assert!(e.contains("label name length exceeds the limit") && e.contains("limit: 5"), "{e}");
+        let e =
+            validate_series_labels(l(&[("__name__", "m"), ("abcdefghi", "1")]), &lim).unwrap_err();
+        assert!(
+            e.contains("label name length exceeds the limit") && e.contains("limit: 8"),
+            "{e}"
+        );
         let e = validate_series_labels(l(&[("__name__", "m"), ("a", "123456")]), &lim).unwrap_err();
-        assert!(e.contains("label value length exceeds the limit, value: '123456'"), "{e}");
-        let e = validate_series_labels(l(&[("__name__", "m"), ("a", "1"), ("a", "2")]), &Limits::default())
-            .unwrap_err();
+        assert!(
+            e.contains("label value length exceeds the limit, value: '123456'"),
+            "{e}"
+        );
+        let e = validate_series_labels(
+            l(&[("__name__", "m"), ("a", "1"), ("a", "2")]),
+            &Limits::default(),
+        )
+        .unwrap_err();
         assert!(e.contains("duplicate label name, label: 'a'"), "{e}");
     }
 
@@ -228,6 +259,9 @@ mod tests {
         let ls = Labels::from_pairs([("__name__", "m")]);
         assert!(check_not_in_future(600_000, 0, &lim, &ls).is_ok());
         let e = check_not_in_future(600_001, 0, &lim, &ls).unwrap_err();
-        assert!(e.contains("too far in the future, timestamp: 600001 series: 'm'"), "{e}");
+        assert!(
+            e.contains("too far in the future, timestamp: 600001 series: 'm'"),
+            "{e}"
+        );
     }
 }

@@ -71,7 +71,10 @@ impl Postings {
     /// Adds a series whose labels are `pairs` (name, value symbol ids).
     pub(crate) fn add(&mut self, pairs: &[u32], id: u32) {
         for p in pairs.chunks_exact(2) {
-            insert_sorted(self.map.entry(p[0]).or_default().entry(p[1]).or_default(), id);
+            insert_sorted(
+                self.map.entry(p[0]).or_default().entry(p[1]).or_default(),
+                id,
+            );
         }
         insert_sorted(&mut self.all, id);
     }
@@ -92,11 +95,6 @@ impl Postings {
             }
         }
         remove_sorted(&mut self.all, id);
-    }
-
-    /// Every series id, sorted.
-    pub(crate) fn all(&self) -> &[u32] {
-        &self.all
     }
 
     /// Label name symbols present.
@@ -140,7 +138,8 @@ impl Postings {
         let mut result: Option<Vec<u32>> = None;
         let mut subtract: Vec<Vec<u32>> = Vec::new();
         // Positive matchers first: they shrink the set the negative ones subtract from.
-        let (pos, neg): (Vec<&Matcher>, Vec<&Matcher>) = matchers.iter().partition(|m| !m.matches_empty());
+        let (pos, neg): (Vec<&Matcher>, Vec<&Matcher>) =
+            matchers.iter().partition(|m| !m.matches_empty());
         for m in pos {
             let list = match (syms.lookup(&m.name), m.op) {
                 (None, _) => Vec::new(),

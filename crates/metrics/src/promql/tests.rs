@@ -1,0 +1,1286 @@
+//! Golden tests of the PromQL engine, in a promqltest-like format of our own (`testdata/*.test`):
+//!
+//! ```text
+//! load 1m
+//!   metric{a="b"} 0+10x100 _ stale 3 {{schema:0 sum:5 count:4 buckets:[1 2 1]}}
+//! clear
+//! eval instant at 10m <expr>        # also eval_ordered / eval_warn / eval_info / eval_fail
+//!   metric{a="b"} 100               # expected elements; a bare number is a scalar result
+//! eval range from 0 to 10m step 1m <expr>
+//!   {a="b"} 0+10x10                 # expected points per step, `_` for none
+//! eval_fail instant at 0 <expr>
+//!   error <substring of the message>
+//! ```
+//!
+//! Samples of a `load` block sit at `0, interval, 2·interval, …`. Floats compare with a relative
+//! tolerance of 1e-6 (NaN equals NaN); vectors compare as sets unless `eval_ordered`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Labels, Matcher};
+
+use super::histogram as nh;
+use super::*;
+use crate::{Histogram, ResetHint, SeriesData, Span, STALE_NAN_BITS};
+
+/// An in-memory [`SeriesSource`] that clips data to the requested range (so planning mistakes show).
+#[derive(Default)]
+pub(crate) struct MemSource {
+    pub series: Vec<SeriesData>,
+}
+
+#[async_trait::async_trait]
+impl SeriesSource for MemSource {
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesData>, Error> {
+        let mut out = Vec::new();
+        for s in &self.series {
+            if !Matcher::all_match(matchers, &s.labels) {
+                continue;
+            }
+            let samples: Vec<Sample> = s
+                .samples
+                .iter()
+                .filter(|p| p.t >= mint && p.t <= maxt)
+                .copied()
+                .collect();
+            let histograms: Vec<HistogramSample> = s
+                .histograms
+                .iter()
+                .filter(|p| p.t >= mint && p.t <= maxt)
+                .cloned()
+                .collect();
+            if samples.is_empty() && histograms.is_empty() {
+                continue;
+            }
+            out.push(SeriesData {
+                labels: s.labels.clone(),
+                samples,
+                histograms,
+            });
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+}
+
+fn dur(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if let Some(rest) = s.strip_prefix('-') {
+        return dur(rest).map(|v| -v);
+    }
+    if s == "0" {
+        return Ok(0);
+    }
+    common::time::parse_duration_units(s).ok_or_else(|| format!("bad duration {s:?}"))
+}
+
+/// One point of series notation.
+#[derive(Clone, Debug)]
+enum Pt {
+    Gap,
+    F(f64),
+    H(Histogram),
+}
+
+fn parse_f(s: &str) -> Result<f64, String> {
+    match s {
+        "Inf" | "+Inf" | "inf" => Ok(f64::INFINITY),
+        "-Inf" | "-inf" => Ok(f64::NEG_INFINITY),
+        "NaN" => Ok(f64::NAN),
+        "stale" => Ok(f64::from_bits(STALE_NAN_BITS)),
+        _ => s.parse::<f64>().map_err(|_| format!("bad number {s:?}")),
+    }
+}
+
+fn parse_list(s: &str) -> Result<Vec<f64>, String> {
+    let s = s.trim().trim_start_matches('[').trim_end_matches(']');
+    s.split_whitespace().map(parse_f).collect()
+}
+
+/// `{{schema:0 sum:5 count:4 z_bucket:1 z_bucket_w:0.001 buckets:[1 2 1] offset:0 n_buckets:[..] n_offset:0 custom_values:[..] counter_reset_hint:gauge}}`
+fn parse_hist(s: &str) -> Result<Histogram, String> {
+    let inner = s
+        .trim()
+        .strip_prefix("{{")
+        .and_then(|x| x.strip_suffix("}}"))
+        .ok_or_else(|| format!("bad histogram {s:?}"))?;
+    let mut h = Histogram::default();
+    let (mut offset, mut n_offset) = (0, 0);
+    let mut rest = inner.trim();
+    while !rest.is_empty() {
+        let colon = rest
+            .find(':')
+            .ok_or_else(|| format!("bad histogram field in {s:?}"))?;
+        let key = rest[..colon].trim();
+        let after = rest[colon + 1..].trim_start();
+        let (val, next) = if after.starts_with('[') {
+            let end = after.find(']').ok_or("unclosed [")? + 1;
+            (&after[..end], &after[end..])
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        rest = next.trim_start();
+        match key {
+            "schema" => h.schema = val.parse().map_err(|_| "bad schema")?,
+            "sum" => h.sum = parse_f(val)?,
+            "count" => h.count = parse_f(val)?,
+            "z_bucket" => h.zero_count = parse_f(val)?,
+            "z_bucket_w" => h.zero_threshold = parse_f(val)?,
+            "buckets" => h.positive_buckets = parse_list(val)?,
+            "n_buckets" => h.negative_buckets = parse_list(val)?,
+            "offset" => offset = val.parse().map_err(|_| "bad offset")?,
+            "n_offset" => n_offset = val.parse().map_err(|_| "bad n_offset")?,
+            "custom_values" => {
+                h.custom_values = parse_list(val)?;
+                h.schema = nh::CUSTOM_BUCKETS_SCHEMA;
+            }
+            "counter_reset_hint" => {
+                h.reset_hint = match val {
+                    "gauge" => ResetHint::Gauge,
+                    "reset" => ResetHint::Yes,
+                    "not_reset" => ResetHint::No,
+                    _ => ResetHint::Unknown,
+                }
+            }
+            _ => return Err(format!("unknown histogram field {key:?}")),
+        }
+    }
+    if !h.positive_buckets.is_empty() {
+        h.positive_spans = vec![Span {
+            offset,
+            length: h.positive_buckets.len() as u32,
+        }];
+    }
+    if !h.negative_buckets.is_empty() {
+        h.negative_spans = vec![Span {
+            offset: n_offset,
+            length: h.negative_buckets.len() as u32,
+        }];
+    }
+    Ok(h)
+}
+
+/// Splits series notation into tokens, keeping `{{…}}` histogram literals whole.
+fn tokens(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0;
+    let cs: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < cs.len() {
+        let c = cs[i];
+        if c == '{' && cs.get(i + 1) == Some(&'{') {
+            depth += 1;
+            cur.push_str("{{");
+            i += 2;
+            continue;
+        }
+        if c == '}' && cs.get(i + 1) == Some(&'}') {
+            depth -= 1;
+            cur.push_str("}}");
+            i += 2;
+            continue;
+        }
+        if c.is_whitespace() && depth == 0 {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(c);
+        }
+        i += 1;
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Expands series notation: `a+bxn` (n+1 points), `axn`, `_`, `_xn` (n gaps), `stale`, numbers,
+/// histogram literals and `{{…}}+{{…}}xn`.
+fn expand_values(s: &str) -> Result<Vec<Pt>, String> {
+    let mut out = Vec::new();
+    for tok in tokens(s) {
+        if tok == "_" {
+            out.push(Pt::Gap);
+            continue;
+        }
+        if let Some(n) = tok.strip_prefix("_x") {
+            let n: usize = n.parse().map_err(|_| format!("bad {tok:?}"))?;
+            out.extend(std::iter::repeat_n(Pt::Gap, n));
+            continue;
+        }
+        if tok.starts_with("{{") {
+            let close = tok.find("}}").ok_or("unclosed histogram")? + 2;
+            let base = parse_hist(&tok[..close])?;
+            let rest = &tok[close..];
+            if rest.is_empty() {
+                out.push(Pt::H(base));
+                continue;
+            }
+            let (inc, n) = if let Some(r) = rest.strip_prefix('+') {
+                let c2 = r.find("}}").ok_or("unclosed histogram")? + 2;
+                let inc = parse_hist(&r[..c2])?;
+                let n: usize = r[c2..]
+                    .trim_start_matches('x')
+                    .parse()
+                    .map_err(|_| format!("bad {tok:?}"))?;
+                (Some(inc), n)
+            } else {
+                let n: usize = rest
+                    .trim_start_matches('x')
+                    .parse()
+                    .map_err(|_| format!("bad {tok:?}"))?;
+                (None, n)
+            };
+            let mut cur = base;
+            for i in 0..=n {
+                if i > 0 {
+                    if let Some(inc) = &inc {
+                        let hint = cur.reset_hint;
+                        cur = nh::add(&cur, inc);
+                        cur.custom_values = inc.custom_values.clone();
+                        cur.reset_hint = hint;
+                    }
+                }
+                out.push(Pt::H(cur.clone()));
+            }
+            continue;
+        }
+        if let Some(xpos) = tok.rfind('x') {
+            let (head, n) = (&tok[..xpos], &tok[xpos + 1..]);
+            let n: usize = n.parse().map_err(|_| format!("bad {tok:?}"))?;
+            // Find the operator between base and increment (not a leading sign, not an exponent).
+            let bytes = head.as_bytes();
+            let mut op = None;
+            for i in (1..bytes.len()).rev() {
+                if (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E') {
+                    op = Some(i);
+                    break;
+                }
+            }
+            let (a, b) = match op {
+                Some(i) => {
+                    let inc = parse_f(&head[i + 1..])?;
+                    (
+                        parse_f(&head[..i])?,
+                        if bytes[i] == b'-' { -inc } else { inc },
+                    )
+                }
+                None => (parse_f(head)?, 0.0),
+            };
+            for i in 0..=n {
+                out.push(Pt::F(a + b * i as f64));
+            }
+            continue;
+        }
+        out.push(Pt::F(parse_f(&tok)?));
+    }
+    Ok(out)
+}
+
+/// Parses `name{a="b", c="d"}` at the start of `s`; returns the labels and the rest.
+fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
+    let s = s.trim_start();
+    let name_end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(s.len());
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if name_end > 0 {
+        pairs.push(("__name__".into(), s[..name_end].to_string()));
+    }
+    let mut rest = &s[name_end..];
+    if let Some(r) = rest.strip_prefix('{') {
+        let cs: Vec<char> = r.chars().collect();
+        let mut i = 0;
+        loop {
+            while i < cs.len() && (cs[i].is_whitespace() || cs[i] == ',') {
+                i += 1;
+            }
+            if i >= cs.len() {
+                return Err(format!("unclosed labels in {s:?}"));
+            }
+            if cs[i] == '}' {
+                i += 1;
+                break;
+            }
+            let mut name = String::new();
+            if cs[i] == '"' {
+                i += 1;
+                while i < cs.len() && cs[i] != '"' {
+                    name.push(cs[i]);
+                    i += 1;
+                }
+                i += 1;
+            } else {
+                while i < cs.len() && cs[i] != '=' && !cs[i].is_whitespace() {
+                    name.push(cs[i]);
+                    i += 1;
+                }
+            }
+            while i < cs.len() && cs[i] != '"' {
+                i += 1;
+            }
+            i += 1;
+            let mut val = String::new();
+            while i < cs.len() && cs[i] != '"' {
+                if cs[i] == '\\' && i + 1 < cs.len() {
+                    i += 1;
+                    val.push(match cs[i] {
+                        'n' => '\n',
+                        't' => '\t',
+                        c => c,
+                    });
+                } else {
+                    val.push(cs[i]);
+                }
+                i += 1;
+            }
+            i += 1;
+            pairs.push((name, val));
+        }
+        let consumed: usize = cs[..i].iter().map(|c| c.len_utf8()).sum();
+        rest = &r[consumed..];
+    }
+    Ok((Labels::from_pairs(pairs), rest))
+}
+
+fn load(block: &[String], src: &mut MemSource) -> Result<(), String> {
+    let interval = dur(block[0].trim_start_matches("load").trim())?;
+    for line in &block[1..] {
+        let (labels, rest) = parse_labels(line)?;
+        let pts = expand_values(rest)?;
+        let idx = match src.series.iter().position(|s| s.labels == labels) {
+            Some(i) => i,
+            None => {
+                src.series.push(SeriesData {
+                    labels: labels.clone(),
+                    ..Default::default()
+                });
+                src.series.len() - 1
+            }
+        };
+        let s = &mut src.series[idx];
+        for (i, p) in pts.into_iter().enumerate() {
+            let t = i as i64 * interval;
+            match p {
+                Pt::Gap => {}
+                Pt::F(v) => s.samples.push(Sample { t, v }),
+                Pt::H(h) => s.histograms.push(HistogramSample { t, h: Arc::new(h) }),
+            }
+        }
+        s.samples.sort_by_key(|p| p.t);
+        s.histograms.sort_by_key(|p| p.t);
+    }
+    Ok(())
+}
+
+fn close(a: f64, b: f64) -> bool {
+    if a.is_nan() || b.is_nan() {
+        return a.is_nan() && b.is_nan();
+    }
+    if a == b {
+        return true;
+    }
+    let d = (a - b).abs();
+    d <= 1e-6 * a.abs().max(b.abs()) || d < 1e-12
+}
+
+fn hist_close(a: &Histogram, b: &Histogram) -> bool {
+    let ba: Vec<_> = nh::buckets(a)
+        .into_iter()
+        .filter(|x| x.count != 0.0)
+        .collect();
+    let bb: Vec<_> = nh::buckets(b)
+        .into_iter()
+        .filter(|x| x.count != 0.0)
+        .collect();
+    close(a.count, b.count)
+        && close(a.sum, b.sum)
+        && ba.len() == bb.len()
+        && ba.iter().zip(&bb).all(|(x, y)| {
+            close(x.lower, y.lower) && close(x.upper, y.upper) && close(x.count, y.count)
+        })
+}
+
+fn pt_matches(exp: &Pt, v: f64, h: Option<&Histogram>) -> bool {
+    match (exp, h) {
+        (Pt::F(e), None) => close(*e, v),
+        (Pt::H(e), Some(h)) => hist_close(e, h),
+        _ => false,
+    }
+}
+
+struct Eval {
+    kind: String,
+    expr: String,
+    start: i64,
+    end: i64,
+    step: i64,
+    range: bool,
+    expected: Vec<String>,
+}
+
+fn parse_eval(block: &[String]) -> Result<Eval, String> {
+    let head = &block[0];
+    let (kind, rest) = head.split_once(' ').ok_or("bad eval")?;
+    let rest = rest.trim();
+    let mut e = Eval {
+        kind: kind.to_string(),
+        expr: String::new(),
+        start: 0,
+        end: 0,
+        step: 0,
+        range: false,
+        expected: block[1..].iter().map(|s| s.trim().to_string()).collect(),
+    };
+    if let Some(r) = rest.strip_prefix("instant at ") {
+        let (t, expr) = r.trim().split_once(' ').ok_or("bad eval instant")?;
+        e.start = dur(t)?;
+        e.end = e.start;
+        e.expr = expr.trim().to_string();
+    } else if let Some(r) = rest.strip_prefix("range from ") {
+        let parts: Vec<&str> = r.trim().splitn(6, ' ').collect();
+        if parts.len() < 6 || parts[1] != "to" || parts[3] != "step" {
+            return Err(format!("bad eval range {head:?}"));
+        }
+        e.start = dur(parts[0])?;
+        e.end = dur(parts[2])?;
+        e.step = dur(parts[4])?;
+        e.range = true;
+        e.expr = parts[5].trim().to_string();
+    } else {
+        return Err(format!("bad eval {head:?}"));
+    }
+    Ok(e)
+}
+
+fn run_eval(rt: &tokio::runtime::Runtime, src: &MemSource, e: &Eval) -> Result<(), String> {
+    let opts = EngineOptions {
+        timeout: Duration::from_secs(20),
+        ..Default::default()
+    };
+    let res = rt.block_on(async {
+        if e.range {
+            range_query(src, &e.expr, e.start, e.end, e.step, &opts).await
+        } else {
+            instant_query(src, &e.expr, e.start, &opts).await
+        }
+    });
+    if e.kind == "eval_fail" {
+        return match res {
+            Ok(r) => Err(format!("expected failure, got {:?}", r.value)),
+            Err(err) => {
+                let msg = err.to_string();
+                for l in &e.expected {
+                    if let Some(want) = l.strip_prefix("error ") {
+                        if !msg.contains(want.trim()) {
+                            return Err(format!("error {msg:?} does not contain {want:?}"));
+                        }
+                    }
+                }
+                Ok(())
+            }
+        };
+    }
+    let res = res.map_err(|err| format!("unexpected error: {err}"))?;
+    if e.kind == "eval_warn" && res.warnings.is_empty() {
+        return Err("expected warnings, got none".into());
+    }
+    if e.kind == "eval_info" && res.infos.is_empty() {
+        return Err("expected infos, got none".into());
+    }
+    if e.range {
+        let Value::Matrix(m) = &res.value else {
+            return Err(format!("range query returned {:?}", res.value));
+        };
+        let mut want: BTreeMap<Labels, Vec<(i64, Pt)>> = BTreeMap::new();
+        for l in &e.expected {
+            let (labels, rest) = parse_labels(l)?;
+            let pts = expand_values(rest)?;
+            let mut v = Vec::new();
+            for (i, p) in pts.into_iter().enumerate() {
+                if !matches!(p, Pt::Gap) {
+                    v.push((e.start + i as i64 * e.step, p));
+                }
+            }
+            want.insert(labels, v);
+        }
+        if m.len() != want.len() {
+            return Err(format!(
+                "want {} series, got {}: {}",
+                want.len(),
+                m.len(),
+                show_matrix(m)
+            ));
+        }
+        for s in m {
+            let Some(w) = want.get(&s.labels) else {
+                return Err(format!(
+                    "unexpected series {}: {}",
+                    s.labels,
+                    show_matrix(m)
+                ));
+            };
+            let mut got: Vec<(i64, f64, Option<&Histogram>)> =
+                s.samples.iter().map(|p| (p.t, p.v, None)).collect();
+            got.extend(s.histograms.iter().map(|p| (p.t, 0.0, Some(p.h.as_ref()))));
+            got.sort_by_key(|x| x.0);
+            let ok = got.len() == w.len()
+                && got
+                    .iter()
+                    .zip(w)
+                    .all(|(g, (wt, wp))| g.0 == *wt && pt_matches(wp, g.1, g.2));
+            if !ok {
+                return Err(format!(
+                    "series {} mismatch: got {}",
+                    s.labels,
+                    show_matrix(m)
+                ));
+            }
+        }
+        return Ok(());
+    }
+    match &res.value {
+        Value::Scalar { v, .. } => {
+            let [l] = e.expected.as_slice() else {
+                return Err(format!("got scalar {v}, expected {:?}", e.expected));
+            };
+            let want = parse_f(l)?;
+            if !close(want, *v) {
+                return Err(format!("got scalar {v}, want {want}"));
+            }
+            Ok(())
+        }
+        Value::String { v, .. } => {
+            let want = e
+                .expected
+                .first()
+                .map(|s| s.trim_matches('"'))
+                .unwrap_or("");
+            if want != v {
+                return Err(format!("got string {v:?}, want {want:?}"));
+            }
+            Ok(())
+        }
+        Value::Vector(got) => {
+            let mut want = Vec::new();
+            for l in &e.expected {
+                let (labels, rest) = parse_labels(l)?;
+                let pts = expand_values(rest)?;
+                let [p] = pts.as_slice() else {
+                    return Err(format!("expected one value in {l:?}"));
+                };
+                want.push((labels, p.clone()));
+            }
+            let show = || {
+                got.iter()
+                    .map(|s| match &s.h {
+                        Some(h) => format!("{} {}", s.labels, json::histogram_json(h)),
+                        None => format!("{} {}", s.labels, s.v),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            if got.len() != want.len() {
+                return Err(format!(
+                    "want {} elements, got {}: {}",
+                    want.len(),
+                    got.len(),
+                    show()
+                ));
+            }
+            let ordered = e.kind == "eval_ordered";
+            for (i, (wl, wp)) in want.iter().enumerate() {
+                let found = if ordered {
+                    let g = &got[i];
+                    g.labels == *wl && pt_matches(wp, g.v, g.h.as_deref())
+                } else {
+                    got.iter()
+                        .any(|g| g.labels == *wl && pt_matches(wp, g.v, g.h.as_deref()))
+                };
+                if !found {
+                    return Err(format!("missing/mismatched {wl} {wp:?}; got {}", show()));
+                }
+            }
+            if got.iter().any(|s| s.t != e.start) {
+                return Err("vector sample timestamps must be the evaluation time".into());
+            }
+            Ok(())
+        }
+        Value::Matrix(m) => {
+            // Instant matrix results: each expected line is `labels v@t v@t …` (t in duration notation).
+            let mut want: BTreeMap<Labels, String> = BTreeMap::new();
+            for l in &e.expected {
+                let (labels, rest) = parse_labels(l)?;
+                want.insert(
+                    labels,
+                    rest.split_whitespace().collect::<Vec<_>>().join(" "),
+                );
+            }
+            let mut gotm: BTreeMap<Labels, String> = BTreeMap::new();
+            for s in m {
+                let pts: Vec<String> = s
+                    .samples
+                    .iter()
+                    .map(|p| format!("{}@{}", format_float(p.v), p.t / 1000))
+                    .collect();
+                gotm.insert(s.labels.clone(), pts.join(" "));
+            }
+            if gotm != want {
+                return Err(format!("matrix mismatch: got {gotm:?}, want {want:?}"));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn show_matrix(m: &[MatrixSeries]) -> String {
+    m.iter()
+        .map(|s| {
+            let pts: Vec<String> = s
+                .samples
+                .iter()
+                .map(|p| format!("{}@{}", format_float(p.v), p.t / 1000))
+                .chain(
+                    s.histograms
+                        .iter()
+                        .map(|p| format!("{}@{}", json::histogram_json(&p.h), p.t / 1000)),
+                )
+                .collect();
+            format!("{} [{}]", s.labels, pts.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Runs one script; returns (number of evals, failures).
+fn run_script(name: &str, text: &str) -> (usize, Vec<String>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut src = MemSource::default();
+    let mut failures = Vec::new();
+    let mut count = 0;
+    // Group lines into blocks: a command line followed by indented lines.
+    let mut blocks: Vec<(usize, Vec<String>)> = Vec::new();
+    for (no, raw) in text.lines().enumerate() {
+        let line = raw.trim_end();
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        if line.starts_with(char::is_whitespace) {
+            match blocks.last_mut() {
+                Some(b) => b.1.push(line.to_string()),
+                None => failures.push(format!("{name}:{}: indented line outside a block", no + 1)),
+            }
+        } else {
+            blocks.push((no + 1, vec![line.to_string()]));
+        }
+    }
+    for (no, b) in blocks {
+        let head = b[0].as_str();
+        let r = if head.starts_with("load") {
+            load(&b, &mut src)
+        } else if head == "clear" {
+            src = MemSource::default();
+            Ok(())
+        } else if head.starts_with("eval") {
+            count += 1;
+            parse_eval(&b).and_then(|e| run_eval(&rt, &src, &e))
+        } else {
+            Err(format!("unknown command {head:?}"))
+        };
+        if let Err(e) = r {
+            failures.push(format!("{name}:{no}: {head}\n    {e}"));
+        }
+    }
+    (count, failures)
+}
+
+#[test]
+fn golden_scripts() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/promql/testdata");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "test"))
+        .collect();
+    files.sort();
+    let mut total = 0;
+    let mut failures = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let (n, fs) = run_script(&name, &text);
+        total += n;
+        failures.extend(fs);
+    }
+    eprintln!(
+        "promql golden: {total} eval cases, {} failures",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn series_notation() {
+    let v = expand_values("1+2x2 _ stale -1-1x1 _x2 3x1").unwrap();
+    let fs: Vec<String> = v
+        .iter()
+        .map(|p| match p {
+            Pt::Gap => "_".into(),
+            Pt::F(f) if crate::is_stale_nan(*f) => "stale".into(),
+            Pt::F(f) => f.to_string(),
+            Pt::H(_) => "h".into(),
+        })
+        .collect();
+    assert_eq!(fs.join(" "), "1 3 5 _ stale -1 -2 _ _ 3 3");
+}
+
+#[test]
+fn json_encoding() {
+    use serde_json::json;
+    let v = Value::Vector(vec![VectorSample {
+        labels: Labels::from_pairs([("a", "b")]),
+        t: 1_435_781_451_781,
+        v: 1e21,
+        h: None,
+    }]);
+    assert_eq!(
+        result_json(&v),
+        json!({"resultType":"vector","result":[{"metric":{"a":"b"},"value":[1435781451.781,"1000000000000000000000"]}]})
+    );
+    assert_eq!(format_float(f64::NAN), "NaN");
+    assert_eq!(format_float(f64::INFINITY), "+Inf");
+    assert_eq!(format_float(f64::NEG_INFINITY), "-Inf");
+    assert_eq!(format_float(0.1 + 0.2), "0.30000000000000004");
+    assert_eq!(format_float(1e-7), "0.0000001");
+    assert_eq!(format_float(-0.0), "-0");
+    let s = Value::Scalar { t: 4000, v: 2.0 };
+    assert_eq!(
+        result_json(&s),
+        json!({"resultType":"scalar","result":[4,"2"]})
+    );
+    let st = Value::String {
+        t: 0,
+        v: "x".into(),
+    };
+    assert_eq!(
+        result_json(&st),
+        json!({"resultType":"string","result":[0,"x"]})
+    );
+    let h = parse_hist(
+        "{{schema:0 sum:10 count:6 z_bucket:1 z_bucket_w:0.001 buckets:[2 0 1] n_buckets:[2]}}",
+    )
+    .unwrap();
+    let m = Value::Matrix(vec![MatrixSeries {
+        labels: Labels::from_pairs([("__name__", "h")]),
+        samples: vec![],
+        histograms: vec![HistogramSample {
+            t: 60_000,
+            h: Arc::new(h),
+        }],
+    }]);
+    assert_eq!(
+        result_json(&m),
+        json!({"resultType":"matrix","result":[{"metric":{"__name__":"h"},"histograms":[[60,{
+        "count":"6","sum":"10","buckets":[
+            [1,"-1","-0.5","2"],
+            [3,"-0.001","0.001","1"],
+            [0,"0.5","1","2"],
+            [0,"2","4","1"]
+        ]}]]}]})
+    );
+}
+
+#[test]
+fn errors_map_to_prometheus_types() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut src = MemSource::default();
+    load(
+        &[
+            "load 1m".to_string(),
+            "m{a=\"1\"} 0+1x100".to_string(),
+            "m{a=\"2\"} 0+1x100".to_string(),
+        ],
+        &mut src,
+    )
+    .unwrap();
+    let opts = EngineOptions::default();
+    let e = rt
+        .block_on(instant_query(&src, "sum(", 0, &opts))
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::BadData(ref m) if m.starts_with("parse error")),
+        "{e}"
+    );
+    let small = EngineOptions {
+        max_samples: 10,
+        ..Default::default()
+    };
+    let e = rt
+        .block_on(instant_query(&src, "m[1h]", 3_600_000, &small))
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Execution(ref m) if m.contains("too many samples")),
+        "{e}"
+    );
+    let e = rt
+        .block_on(range_query(&src, "m", 0, 3_600_000, 60_000, &small))
+        .unwrap_err();
+    assert!(matches!(e, Error::Execution(_)), "{e}");
+    let tiny = EngineOptions {
+        timeout: Duration::from_nanos(1),
+        ..Default::default()
+    };
+    let e = rt
+        .block_on(range_query(&src, "rate(m[5m])", 0, 6_000_000, 1000, &tiny))
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout(_)), "{e}");
+    let e = rt
+        .block_on(range_query(&src, "m", 10, 0, 1, &opts))
+        .unwrap_err();
+    assert!(matches!(e, Error::BadData(_)), "{e}");
+    let e = rt
+        .block_on(range_query(&src, "m[5m]", 0, 10, 1, &opts))
+        .unwrap_err();
+    assert!(matches!(e, Error::BadData(_)), "{e}");
+}
+
+/// Feeds malformed and odd queries to the engine: errors are fine, panics are not.
+#[test]
+fn never_panics() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut src = MemSource::default();
+    load(
+        &[
+            "load 1m".to_string(),
+            "m{a=\"1\",le=\"1\"} 0+1x20 stale 1 NaN Inf -Inf".to_string(),
+            "m{a=\"2\",le=\"+Inf\"} 5 4 3 _ 2".to_string(),
+            "h {{schema:0 sum:5 count:4 buckets:[1 2 1]}}x10".to_string(),
+            "hc {{custom_values:[1 2] sum:5 count:4 buckets:[1 2 1]}}x3".to_string(),
+        ],
+        &mut src,
+    )
+    .unwrap();
+    let base = [
+        "",
+        " ",
+        "(",
+        ")",
+        "{}",
+        "m{",
+        "m}",
+        "m[",
+        "m[5m",
+        "m[-5m]",
+        "m[0s]",
+        "m[5m:0s]",
+        "m offset",
+        "m @",
+        "m @ foo",
+        "1 +",
+        "+",
+        "-",
+        "--1",
+        "- - m",
+        "!m",
+        "m ==",
+        "m == bool",
+        "1 == 1",
+        "1 == bool 1",
+        "\"a\" + 1",
+        "m + \"a\"",
+        "m and 1",
+        "1 or m",
+        "sum",
+        "sum()",
+        "sum(m",
+        "sum by (",
+        "sum by (a) (m)",
+        "sum without () (m)",
+        "topk(m)",
+        "topk(NaN, m)",
+        "topk(1e300, m)",
+        "topk(-1, m)",
+        "topk(Inf, m)",
+        "bottomk(1e19, m)",
+        "limitk(NaN, m)",
+        "limit_ratio(NaN, m)",
+        "limit_ratio(2, m)",
+        "quantile(2, m)",
+        "quantile(NaN, m)",
+        "count_values(\"\", m)",
+        "count_values(\"a\", m)",
+        "count_values(\"__name__\", m)",
+        "rate(m)",
+        "rate(m[5m])",
+        "rate(m[1ms])",
+        "rate(h[5m])",
+        "rate(hc[5m])",
+        "irate(h[5m])",
+        "increase(m[5m:1ms])",
+        "delta(m[5m])",
+        "deriv(m[5m])",
+        "predict_linear(m[5m], NaN)",
+        "predict_linear(m[5m], Inf)",
+        "histogram_quantile(0.5, m)",
+        "histogram_quantile(NaN, m)",
+        "histogram_quantile(2, h)",
+        "histogram_quantile(-1, hc)",
+        "histogram_quantile(0.5, rate(h[5m]))",
+        "histogram_fraction(-Inf, Inf, h)",
+        "histogram_fraction(NaN, 1, h)",
+        "histogram_fraction(0, 1, hc)",
+        "histogram_stddev(h)",
+        "histogram_stdvar(hc)",
+        "histogram_avg(h)",
+        "histogram_count(m)",
+        "label_replace(m, \"x\", \"$1\", \"a\", \"(\")",
+        "label_replace(m, \"\", \"$1\", \"a\", \"(.*)\")",
+        "label_replace(m, \"x\", \"${99}\", \"a\", \"(.*)\")",
+        "label_join(m, \"x\", \"-\")",
+        "label_join(m, \"x\", \"-\", \"a\", \"le\")",
+        "sort_by_label(m, \"a\", \"le\")",
+        "sort_desc(h)",
+        "round(m, 0)",
+        "round(m, NaN)",
+        "round(m, -Inf)",
+        "clamp(m, NaN, 1)",
+        "clamp(m, 2, 1)",
+        "clamp_min(h, 1)",
+        "day_of_week(m)",
+        "year(vector(1e30))",
+        "month(vector(-1e30))",
+        "hour(vector(NaN))",
+        "minute(vector(-Inf))",
+        "days_in_month(vector(-62135596800))",
+        "timestamp(m)",
+        "timestamp((m))",
+        "timestamp(h)",
+        "scalar(m)",
+        "scalar(h)",
+        "vector(scalar(m))",
+        "time()",
+        "pi()",
+        "start()",
+        "end()",
+        "step()",
+        "range()",
+        "m @ start()",
+        "m @ end()",
+        "m @ -1e15",
+        "m offset 1000y",
+        "m offset -1000y",
+        "m[5m] @ 1e12",
+        "m[1000y]",
+        "m[5m:1ms]",
+        "m[10m:7s] offset 3s",
+        "(m)[5m:]",
+        "rate((m)[5m:30s])",
+        "max_over_time(m[5m:][5m:])",
+        "absent(m)",
+        "absent(nope{a=\"b\",a=\"c\"})",
+        "absent_over_time(nope[5m])",
+        "absent_over_time(nope[5m:])",
+        "absent(sum(nope))",
+        "quantile_over_time(2, m[5m])",
+        "quantile_over_time(NaN, m[5m])",
+        "mad_over_time(m[5m])",
+        "double_exponential_smoothing(m[5m], 0, 1)",
+        "double_exponential_smoothing(m[5m], 0.5, 0.5)",
+        "double_exponential_smoothing(h[5m], 0.5, 0.5)",
+        "stddev_over_time(h[5m])",
+        "avg_over_time(h[5m])",
+        "sum_over_time(h[5m])",
+        "last_over_time(h[5m])",
+        "first_over_time(m[5m])",
+        "ts_of_max_over_time(m[5m])",
+        "changes(h[5m])",
+        "resets(h[5m])",
+        "m / on(a) group_left m",
+        "m * on() group_right m",
+        "m + ignoring(a, le) m",
+        "m == bool on(a) m",
+        "h + h",
+        "h * 2",
+        "2 * h",
+        "h / 0",
+        "h - m",
+        "h == h",
+        "h > 1",
+        "-h",
+        "sum(h)",
+        "avg(h)",
+        "max(h)",
+        "topk(1, h)",
+        "count_values(\"x\", h)",
+        "quantile(0.5, h)",
+        "stddev(h)",
+        "group(h)",
+        "sum(h) + sum(m)",
+        "m % 0",
+        "m ^ Inf",
+        "m atan2 m",
+        "atan2(m, m)",
+        "1 atan2 2",
+        "ln(-1)",
+        "exp(1e300)",
+        "sqrt(-1)",
+        "acosh(0)",
+        "atanh(2)",
+        "sgn(NaN)",
+        "deg(Inf)",
+        "m{a=~\"(\"}",
+        "m{a=~\"a{1,2}\"}",
+        "{a=~\".*\"}",
+        "{__name__=~\"m|h\"}",
+        "rate({__name__=~\"m|h\"}[5m])",
+        "m{a=\"1\" or a=\"2\"}",
+        "0x",
+        "1e400",
+        "-1e400",
+        "NaN",
+        "Inf",
+        "-Inf",
+        "\"\\x\"",
+        "`raw`",
+        "'single'",
+        "m[5m] + 1",
+        "sum(m[5m])",
+        "rate(1)",
+        "rate(m[5m], 1)",
+        "foo()",
+        "info(m)",
+        "histogram_quantiles(h, \"q\", 0.5)",
+        "max_of(1, 2)",
+        "min_of(NaN, 1)",
+        "sort(m) + sort_desc(m)",
+        "limitk(1, h)",
+        "limit_ratio(-0.5, m)",
+    ];
+    let mut queries: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    // Mutations: truncations and duplicated characters of the valid ones.
+    for q in base.iter().take(120) {
+        for cut in [1, 3, 7] {
+            if q.len() > cut && q.is_char_boundary(q.len() - cut) {
+                queries.push(q[..q.len() - cut].to_string());
+            }
+        }
+        queries.push(format!("{q}{q}"));
+        queries.push(format!("({q})[5m:1m]"));
+    }
+    let opts = EngineOptions {
+        timeout: Duration::from_secs(5),
+        max_samples: 100_000,
+        ..Default::default()
+    };
+    let mut n = 0;
+    for q in &queries {
+        for (i, t) in [0i64, 600_000, -600_000].into_iter().enumerate() {
+            let q2 = q.clone();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                rt.block_on(async {
+                    let _ = instant_query(&src, &q2, t, &opts).await;
+                    if i == 0 {
+                        let _ = range_query(&src, &q2, 0, 1_200_000, 60_000, &opts).await;
+                        let _ = range_query(&src, &q2, -1_000, 1_000, 7, &opts).await;
+                    }
+                })
+            }));
+            assert!(r.is_ok(), "engine panicked on {q:?} at {t}");
+            n += 1;
+        }
+    }
+    assert!(n > 300);
+}
+
+/// Translates an upstream promqltest script into our dialect (blank-line separated blocks, `expect`
+/// lines folded into the `eval_*` variants). Evals we cannot express are dropped and counted.
+fn translate_upstream(text: &str) -> (String, usize) {
+    let mut out = String::new();
+    let mut skipped = 0;
+    let mut block: Vec<String> = Vec::new();
+    let flush = |block: &mut Vec<String>, out: &mut String, skipped: &mut usize| {
+        if block.is_empty() {
+            return;
+        }
+        let head = block[0].trim().to_string();
+        if head.starts_with("load_with_nhcb") {
+            // We load only the classic float series; evals on the converted NHCB series will differ.
+            block[0] = block[0].replace("load_with_nhcb", "load");
+        }
+        if head.starts_with("eval") {
+            let (kind, rest) = head.split_once(' ').unwrap_or((&head, ""));
+            let mut kind = kind.to_string();
+            let mut lines = Vec::new();
+            let mut skip = false;
+            for l in &block[1..] {
+                let t = l.trim();
+                if let Some(e) = t.strip_prefix("expect ") {
+                    let e = e.trim();
+                    if e.starts_with("fail") {
+                        kind = "eval_fail".into();
+                    } else if e.starts_with("ordered") {
+                        kind = "eval_ordered".into();
+                    } else if e.starts_with("warn") {
+                        kind = "eval_warn".into();
+                    } else if e.starts_with("info") && kind == "eval" {
+                        kind = "eval_info".into();
+                    } else if let Some(s) = e.strip_prefix("string ") {
+                        lines.push(s.trim().trim_matches('`').to_string());
+                    } else if e.starts_with("range vector") {
+                        skip = true;
+                    }
+                    continue;
+                }
+                if t.starts_with("expected_fail") {
+                    continue;
+                }
+                lines.push(t.to_string());
+            }
+            if skip {
+                *skipped += 1;
+                block.clear();
+                return;
+            }
+            out.push_str(&format!("{kind} {rest}\n"));
+            for l in lines {
+                out.push_str(&format!("  {l}\n"));
+            }
+        } else {
+            out.push_str(&block[0]);
+            out.push('\n');
+            for l in &block[1..] {
+                out.push_str(&format!("  {}\n", l.trim()));
+            }
+        }
+        out.push('\n');
+        block.clear();
+    };
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('#') {
+            continue;
+        }
+        if t.is_empty() {
+            flush(&mut block, &mut out, &mut skipped);
+            continue;
+        }
+        let is_cmd = !line.starts_with(char::is_whitespace)
+            && (t.starts_with("load") || t.starts_with("eval") || t == "clear");
+        if is_cmd {
+            flush(&mut block, &mut out, &mut skipped);
+        }
+        block.push(line.to_string());
+    }
+    flush(&mut block, &mut out, &mut skipped);
+    (out, skipped)
+}
+
+/// Compatibility probe against a local checkout of upstream's promqltest corpus:
+/// `PROMQLTEST_DIR=…/promql/promqltest/testdata cargo test -p metrics --lib upstream_corpus -- --ignored --nocapture`.
+/// Reports divergences; never asserts (the corpus also covers features we do not implement).
+#[test]
+#[ignore]
+fn upstream_corpus() {
+    let Ok(dir) = std::env::var("PROMQLTEST_DIR") else {
+        eprintln!("PROMQLTEST_DIR not set");
+        return;
+    };
+    let only = std::env::var("PROMQLTEST_ONLY").ok();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "test"))
+        .collect();
+    files.sort();
+    for f in files {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            continue;
+        }
+        let (text, skipped) = translate_upstream(&std::fs::read_to_string(&f).unwrap());
+        let (n, fails) = run_script(&name, &text);
+        eprintln!(
+            "== {name}: {n} evals, {} failed, {skipped} skipped",
+            fails.len()
+        );
+        for x in fails.iter().take(400) {
+            eprintln!("{x}");
+        }
+    }
+}
+
+/// Rough throughput probe (debug builds are slow; run with `--release --ignored --nocapture`).
+#[test]
+#[ignore]
+fn throughput_probe() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut src = MemSource::default();
+    for i in 0..1000 {
+        let samples = (0..5760)
+            .map(|k| Sample {
+                t: k * 15_000,
+                v: (k * (i % 7 + 1)) as f64,
+            })
+            .collect();
+        src.series.push(SeriesData {
+            labels: Labels::from_pairs([
+                ("__name__", "m".to_string()),
+                ("i", i.to_string()),
+                ("j", (i % 10).to_string()),
+            ]),
+            samples,
+            histograms: Vec::new(),
+        });
+    }
+    let opts = EngineOptions::default();
+    for q in [
+        "sum by (j) (rate(m[5m]))",
+        "max_over_time(rate(m[5m])[30m:1m])",
+        "topk(5, m)",
+        "m / on(i) m",
+    ] {
+        let t0 = std::time::Instant::now();
+        let r = rt
+            .block_on(range_query(
+                &src,
+                q,
+                3_600_000,
+                86_400_000 - 1,
+                60_000,
+                &opts,
+            ))
+            .unwrap();
+        let n = match &r.value {
+            Value::Matrix(m) => m.len(),
+            _ => 0,
+        };
+        eprintln!("{q}: {n} series in {:?}", t0.elapsed());
+    }
+}
