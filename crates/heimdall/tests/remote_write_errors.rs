@@ -36,7 +36,7 @@ fn bad_requests_are_rejected_and_write_nothing() {
     assert_eq!(s, 400, "{msg}");
     // Truncated protobuf.
     let mut raw = snap::raw::Decoder::new()
-        .decompress_vec(&rw_body(&[ok_series.clone()]))
+        .decompress_vec(&rw_body(std::slice::from_ref(&ok_series)))
         .unwrap();
     raw.truncate(raw.len() - 3);
     let (s, msg) = post_raw(
@@ -51,7 +51,7 @@ fn bad_requests_are_rejected_and_write_nothing() {
         &h.url,
         "application/json",
         Some("snappy"),
-        rw_body(&[ok_series.clone()]),
+        rw_body(std::slice::from_ref(&ok_series)),
     );
     assert_eq!(s, 415, "{msg}");
     // Too many labels: the whole request (with a valid series in it) is rejected.

@@ -35,10 +35,10 @@ impl MetricsService for Metrics {
         let set = self
             .tenancy
             .resolve(&headers, true)
-            .map_err(|r| match r.status().as_u16() {
-                401 => Status::unauthenticated("no org id"),
-                403 => Status::permission_denied("tenant not granted"),
-                _ => Status::invalid_argument("invalid tenant id"),
+            .map_err(|r| match r.status.as_u16() {
+                401 => Status::unauthenticated(r.message),
+                403 => Status::permission_denied(r.message),
+                _ => Status::invalid_argument(r.message),
             })?;
         let tenant = set
             .single_tenant()

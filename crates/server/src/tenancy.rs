@@ -22,18 +22,32 @@ pub struct Tenancy {
     pub tokens: Option<Arc<Tokens>>,
 }
 
-fn reject(status: StatusCode, msg: impl Into<String>) -> Response {
-    (
+/// Why a request's tenant could not be decided: an HTTP status and a plain-text message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// 400 (invalid or federated write), 401 (no org id / token), 403 (not granted).
+    pub status: StatusCode,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let ct = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+        (self.status, ct, self.message).into_response()
+    }
+}
+
+fn reject(status: StatusCode, msg: impl Into<String>) -> Rejection {
+    Rejection {
         status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        msg.into(),
-    )
-        .into_response()
+        message: msg.into(),
+    }
 }
 
 impl Tenancy {
     /// Decides the tenant set of a request. `write` requests must name exactly one tenant.
-    pub fn resolve(&self, headers: &HeaderMap, write: bool) -> Result<TenantSet, Response> {
+    pub fn resolve(&self, headers: &HeaderMap, write: bool) -> Result<TenantSet, Rejection> {
         if !self.enabled {
             return Ok(TenantSet::single(TenantId::anonymous()));
         }
@@ -99,7 +113,7 @@ pub async fn read(State(t): State<Tenancy>, mut req: Request, next: Next) -> Res
             req.extensions_mut().insert(set);
             next.run(req).await
         }
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -114,7 +128,7 @@ pub async fn write(State(t): State<Tenancy>, mut req: Request, next: Next) -> Re
             req.extensions_mut().insert(id);
             next.run(req).await
         }
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -137,17 +151,17 @@ mod tests {
             enabled: true,
             tokens: None,
         };
-        assert_eq!(t.resolve(&hm(&[]), false).unwrap_err().status(), 401);
+        assert_eq!(t.resolve(&hm(&[]), false).unwrap_err().status, 401);
         assert_eq!(
             t.resolve(&hm(&[("x-scope-orgid", "a|b")]), true)
                 .unwrap_err()
-                .status(),
+                .status,
             400
         );
         assert_eq!(
             t.resolve(&hm(&[("x-scope-orgid", "a/b")]), false)
                 .unwrap_err()
-                .status(),
+                .status,
             400
         );
         let s = t.resolve(&hm(&[("x-scope-orgid", "b|a")]), false).unwrap();

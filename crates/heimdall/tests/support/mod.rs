@@ -215,7 +215,10 @@ pub fn get_json_auth(url: &str, tenant: Option<&str>, token: Option<&str>) -> (u
 }
 
 /// Builds a remote_write 1.0 body: snappy-compressed `WriteRequest`.
-pub fn rw_body(series: &[(Vec<(&str, &str)>, Vec<(i64, f64)>)]) -> Vec<u8> {
+/// One series for [`rw_body`]: label pairs and (timestamp ms, value) samples.
+pub type TestSeries<'a> = (Vec<(&'a str, &'a str)>, Vec<(i64, f64)>);
+
+pub fn rw_body(series: &[TestSeries]) -> Vec<u8> {
     use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
     let req = WriteRequest {
         timeseries: series
