@@ -5,7 +5,9 @@
 
 use common::limits::Limits;
 use libfuzzer_sys::fuzz_target;
-use metrics::ingest::remote_write::{decode, decode_v1, decode_v2, CONTENT_TYPE_V1, CONTENT_TYPE_V2};
+use metrics::ingest::remote_write::{
+    decode, decode_v1, decode_v2, CONTENT_TYPE_V1, CONTENT_TYPE_V2,
+};
 use prost::Message;
 use proto::{prometheus as v1, prometheus_v2 as v2};
 

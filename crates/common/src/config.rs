@@ -325,11 +325,21 @@ mod tests {
     /// values with `UPDATE_GOLDEN=1 cargo test -p common example_config` and keep the comments.
     #[test]
     fn example_config_is_in_sync() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/example-config.yaml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/example-config.yaml"
+        );
         let want = serde_yaml::to_value(Config::default()).unwrap();
         if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
             let header = "# Every heimdall setting with its default value. `heimdall config default` prints the same.\n";
-            std::fs::write(path, format!("{header}{}", serde_yaml::to_string(&Config::default()).unwrap())).unwrap();
+            std::fs::write(
+                path,
+                format!(
+                    "{header}{}",
+                    serde_yaml::to_string(&Config::default()).unwrap()
+                ),
+            )
+            .unwrap();
         }
         let text = std::fs::read_to_string(path).unwrap();
         let got: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();

@@ -42,14 +42,23 @@ fn prometheus_remote_write_matches_prometheus_own_view() {
     }
     let dir = tempfile::tempdir().unwrap();
     let tenants = dir.path().join("tenants.yaml");
-    let out = Command::new(env!("CARGO_BIN_EXE_heimdall")).args(["token", "hash", TOKEN]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_heimdall"))
+        .args(["token", "hash", TOKEN])
+        .output()
+        .unwrap();
     let hash = String::from_utf8(out.stdout).unwrap();
     std::fs::write(
         &tenants,
-        format!("tokens:\n  - name: prometheus\n    sha256: {}\n    read: [prom]\n    write: [prom]\n", hash.trim()),
+        format!(
+            "tokens:\n  - name: prometheus\n    sha256: {}\n    read: [prom]\n    write: [prom]\n",
+            hash.trim()
+        ),
     )
     .unwrap();
-    let h = Heimdall::start(dir.path(), &format!("auth:\n  tenants_file: {}\n", tenants.display()));
+    let h = Heimdall::start(
+        dir.path(),
+        &format!("auth:\n  tenants_file: {}\n", tenants.display()),
+    );
     let node_port = free_port();
     let _node = Proc::spawn(
         "node_exporter",

@@ -42,7 +42,8 @@ pub struct MetricsApi {
     /// PromQL defaults.
     pub engine: promql::EngineOptions,
     /// Running totals for OTLP delta series (`otlp_delta: convert`), per tenant.
-    pub deltas: Arc<parking_lot::Mutex<std::collections::HashMap<TenantId, otlp::DeltaAccumulator>>>,
+    pub deltas:
+        Arc<parking_lot::Mutex<std::collections::HashMap<TenantId, otlp::DeltaAccumulator>>>,
 }
 
 /// Delta series idle this long are forgotten by the accumulator.
@@ -50,7 +51,11 @@ const DELTA_IDLE_MS: i64 = 3_600_000;
 
 impl MetricsApi {
     /// Builds the API state over a store.
-    pub fn new(store: MetricsStore, overrides: Overrides, cfg: common::config::MetricsConfig) -> Self {
+    pub fn new(
+        store: MetricsStore,
+        overrides: Overrides,
+        cfg: common::config::MetricsConfig,
+    ) -> Self {
         Self {
             store,
             overrides,
@@ -64,7 +69,10 @@ impl MetricsApi {
     /// Periodic work: storage maintenance (block cutting, compaction, retention) and forgetting idle
     /// delta-conversion state.
     pub async fn maintenance(&self, now: i64) -> Result<(), Error> {
-        self.deltas.lock().values_mut().for_each(|d| d.gc(now - DELTA_IDLE_MS));
+        self.deltas
+            .lock()
+            .values_mut()
+            .for_each(|d| d.gc(now - DELTA_IDLE_MS));
         self.store.maintenance(now).await
     }
 }
@@ -727,7 +735,10 @@ fn otlp_response(json_ct: bool, resp: ExportMetricsServiceResponse) -> Response 
                 "rejectedDataPoints": p.rejected_data_points.to_string(), "errorMessage": p.error_message}}),
             None => json!({}),
         };
-        ("application/json", serde_json::to_vec(&body).unwrap_or_default())
+        (
+            "application/json",
+            serde_json::to_vec(&body).unwrap_or_default(),
+        )
     } else {
         ("application/x-protobuf", resp.encode_to_vec())
     };
@@ -746,9 +757,15 @@ fn otlp_error(json_ct: bool, e: &Error) -> Response {
     };
     let message = e.to_string();
     let (ct, body) = if json_ct {
-        ("application/json", serde_json::to_vec(&json!({"code": code, "message": message})).unwrap_or_default())
+        (
+            "application/json",
+            serde_json::to_vec(&json!({"code": code, "message": message})).unwrap_or_default(),
+        )
     } else {
-        ("application/x-protobuf", RpcStatus { code, message }.encode_to_vec())
+        (
+            "application/x-protobuf",
+            RpcStatus { code, message }.encode_to_vec(),
+        )
     };
     (status, [(header::CONTENT_TYPE, ct)], body).into_response()
 }
@@ -760,7 +777,9 @@ pub async fn ingest_otlp(
     tenant: &TenantId,
     mut decoded: otlp::OtlpDecoded,
 ) -> Result<ExportMetricsServiceResponse, Error> {
-    if api.cfg.otlp_delta == common::config::OtlpDeltaPolicy::Convert && !decoded.delta_series.is_empty() {
+    if api.cfg.otlp_delta == common::config::OtlpDeltaPolicy::Convert
+        && !decoded.delta_series.is_empty()
+    {
         let max = api.overrides.get(tenant).max_active_series as usize;
         let mut deltas = api.deltas.lock();
         let acc = deltas
@@ -775,7 +794,11 @@ pub async fn ingest_otlp(
         }
     }
     let batch = std::mem::take(&mut decoded.batch);
-    rate_check(api, tenant, (batch.sample_count() + batch.histogram_count()) as u64)?;
+    rate_check(
+        api,
+        tenant,
+        (batch.sample_count() + batch.histogram_count()) as u64,
+    )?;
     let o = api.store.write(tenant, batch).await?;
     decoded.rejected += o.rejected_count as u64;
     decoded.errors.extend(o.rejected);
@@ -794,7 +817,13 @@ async fn otlp_handler(
     let hv = |n: header::HeaderName| h.get(n).and_then(|v| v.to_str().ok());
     let json_ct = hv(header::CONTENT_TYPE).is_some_and(|c| c.starts_with("application/json"));
     let limits = api.overrides.get(&tenant);
-    let decoded = match otlp::decode_http(&body, hv(header::CONTENT_TYPE), hv(header::CONTENT_ENCODING), &limits, &api.cfg) {
+    let decoded = match otlp::decode_http(
+        &body,
+        hv(header::CONTENT_TYPE),
+        hv(header::CONTENT_ENCODING),
+        &limits,
+        &api.cfg,
+    ) {
         Ok(d) => d,
         Err(e) => return otlp_error(json_ct, &e),
     };

@@ -21,6 +21,21 @@ pub fn is_stale_nan(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
+/// Formats a float like Go's `strconv.FormatFloat(v, 'f', -1, 64)` with Prometheus' spelling of the
+/// special values (`NaN`, `+Inf`, `-Inf`): sample values in API responses, `le`/`quantile` labels.
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        // Rust's shortest round-trip representation without exponent matches Go's 'f', -1.
+        format!("{v}")
+    }
+}
+
 /// A run of consecutive buckets in a native histogram: the first span's offset is absolute, later
 /// ones are gaps after the previous span.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,5 +221,10 @@ pub struct SeriesData {
 pub trait SeriesSource: Send + Sync {
     /// Every series matching all `matchers` with data in `[mint, maxt]` (ms, both inclusive),
     /// sorted by labels. Limits (max series/samples per query) are enforced here.
-    async fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesData>, crate::Error>;
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesData>, crate::Error>;
 }

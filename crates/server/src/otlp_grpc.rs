@@ -4,7 +4,9 @@
 use proto::otlp::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
-use proto::otlp::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use proto::otlp::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use tonic::{Request, Response, Status};
 
 use crate::tenancy::Tenancy;

@@ -28,8 +28,14 @@ fn main() {
     write(&rw, "v2.snappy", &snappy(&v2_raw));
     // Seeds that pass validation lead the fuzzer past it.
     for (ct, body) in [(CONTENT_TYPE_V1, &v1_raw), (CONTENT_TYPE_V2, &v2_raw)] {
-        let d = decode(&snappy(body), Some(ct), Some("snappy"), &Limits::default(), TS)
-            .unwrap_or_else(|e| panic!("{ct} seed must be valid: {e}"));
+        let d = decode(
+            &snappy(body),
+            Some(ct),
+            Some("snappy"),
+            &Limits::default(),
+            TS,
+        )
+        .unwrap_or_else(|e| panic!("{ct} seed must be valid: {e}"));
         assert_eq!(d.batch.series.len(), 2);
     }
 
@@ -82,14 +88,26 @@ fn main() {
 }
 
 fn v1_request() -> v1::WriteRequest {
-    let label = |n: &str, v: &str| v1::Label { name: n.into(), value: v.into() };
+    let label = |n: &str, v: &str| v1::Label {
+        name: n.into(),
+        value: v.into(),
+    };
     v1::WriteRequest {
         timeseries: vec![
             v1::TimeSeries {
-                labels: vec![label("__name__", "http_requests_total"), label("job", "api")],
+                labels: vec![
+                    label("__name__", "http_requests_total"),
+                    label("job", "api"),
+                ],
                 samples: vec![
-                    v1::Sample { value: 1.0, timestamp: TS },
-                    v1::Sample { value: 2.0, timestamp: TS + 15_000 },
+                    v1::Sample {
+                        value: 1.0,
+                        timestamp: TS,
+                    },
+                    v1::Sample {
+                        value: 2.0,
+                        timestamp: TS + 15_000,
+                    },
                 ],
                 exemplars: vec![v1::Exemplar {
                     labels: vec![label("trace_id", "abc123")],
@@ -99,7 +117,10 @@ fn v1_request() -> v1::WriteRequest {
                 histograms: vec![],
             },
             v1::TimeSeries {
-                labels: vec![label("__name__", "latency_seconds"), label("instance", "a:9090")],
+                labels: vec![
+                    label("__name__", "latency_seconds"),
+                    label("instance", "a:9090"),
+                ],
                 samples: vec![],
                 exemplars: vec![],
                 histograms: vec![v1::Histogram {
@@ -108,7 +129,10 @@ fn v1_request() -> v1::WriteRequest {
                     schema: 1,
                     zero_threshold: 1e-128,
                     zero_count: Some(v1::histogram::ZeroCount::ZeroCountInt(1)),
-                    positive_spans: vec![v1::BucketSpan { offset: 0, length: 2 }],
+                    positive_spans: vec![v1::BucketSpan {
+                        offset: 0,
+                        length: 2,
+                    }],
                     positive_deltas: vec![2, 0],
                     reset_hint: v1::histogram::ResetHint::No as i32,
                     timestamp: TS,
@@ -129,15 +153,33 @@ fn v2_request() -> v2::Request {
     v2::Request {
         // 0 "", 1 __name__, 2 http_requests_total, 3 job, 4 api, 5 help, 6 trace_id, 7 abc,
         // 8 latency_seconds
-        symbols: ["", "__name__", "http_requests_total", "job", "api", "Requests.", "trace_id", "abc", "latency_seconds"]
-            .map(String::from)
-            .to_vec(),
+        symbols: [
+            "",
+            "__name__",
+            "http_requests_total",
+            "job",
+            "api",
+            "Requests.",
+            "trace_id",
+            "abc",
+            "latency_seconds",
+        ]
+        .map(String::from)
+        .to_vec(),
         timeseries: vec![
             v2::TimeSeries {
                 labels_refs: vec![1, 2, 3, 4],
-                samples: vec![v2::Sample { value: 3.0, timestamp: TS, start_timestamp: TS - 60_000 }],
+                samples: vec![v2::Sample {
+                    value: 3.0,
+                    timestamp: TS,
+                    start_timestamp: TS - 60_000,
+                }],
                 histograms: vec![],
-                exemplars: vec![v2::Exemplar { labels_refs: vec![6, 7], value: 3.0, timestamp: TS }],
+                exemplars: vec![v2::Exemplar {
+                    labels_refs: vec![6, 7],
+                    value: 3.0,
+                    timestamp: TS,
+                }],
                 metadata: Some(v2::Metadata {
                     r#type: v2::metadata::MetricType::Counter as i32,
                     help_ref: 5,
@@ -152,7 +194,10 @@ fn v2_request() -> v2::Request {
                     sum: 1.5,
                     schema: -53,
                     zero_count: Some(v2::histogram::ZeroCount::ZeroCountFloat(0.0)),
-                    positive_spans: vec![v2::BucketSpan { offset: 0, length: 2 }],
+                    positive_spans: vec![v2::BucketSpan {
+                        offset: 0,
+                        length: 2,
+                    }],
                     positive_counts: vec![1.0, 2.0],
                     custom_values: vec![0.5, 1.0],
                     timestamp: TS,

@@ -197,7 +197,11 @@ pub fn get_json(url: &str, tenant: Option<&str>) -> (u16, serde_json::Value) {
 }
 
 /// GET `url` with an optional tenant header and bearer token, returning (status, JSON body).
-pub fn get_json_auth(url: &str, tenant: Option<&str>, token: Option<&str>) -> (u16, serde_json::Value) {
+pub fn get_json_auth(
+    url: &str,
+    tenant: Option<&str>,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
     let mut r = client().get(url);
     if let Some(t) = tenant {
         r = r.header("X-Scope-OrgID", t);

@@ -297,18 +297,8 @@ pub fn normalize_label(key: &str) -> String {
     }
 }
 
-/// Formats a float as Go's `strconv.FormatFloat(f, 'f', -1, 64)` (`le`/`quantile` label values).
-pub fn format_float(f: f64) -> String {
-    if f.is_nan() {
-        "NaN".into()
-    } else if f == f64::INFINITY {
-        "+Inf".into()
-    } else if f == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{f}")
-    }
-}
+/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`, as Prometheus writes `le`/`quantile` values.
+pub use crate::model::format_float;
 
 // ---------------------------------------------------------------------------------------------
 // Attribute values.

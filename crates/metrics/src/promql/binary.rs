@@ -57,6 +57,7 @@ fn elem_op(
         }
         (Some(h), None) => match op {
             T_MUL => Some((0.0, Some(Arc::new(nh::scale(h, rv))), true)),
+            T_DIV if rv == 0.0 => Some((0.0, Some(Arc::new(nh::div_by_zero(h))), true)),
             T_DIV => Some((0.0, Some(Arc::new(nh::scale(h, 1.0 / rv))), true)),
             _ => None,
         },

@@ -22,6 +22,30 @@ pub(crate) enum Val {
     Matrix(Vec<MatrixSeries>),
 }
 
+/// One cached inner step of a subquery, with each element's label hash computed once.
+pub(crate) struct InnerStep {
+    samples: Vec<VectorSample>,
+    hashes: Vec<u64>,
+}
+
+/// Hasher for keys that already are well-mixed hashes.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
 /// The window a range-vector argument covered: `(start, end]`, both ms, and its length.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Window {
@@ -32,7 +56,7 @@ pub(crate) struct Window {
 
 /// Evaluation state of one query.
 pub(crate) struct Evaluator<'a> {
-    data: HashMap<usize, Vec<SeriesData>>,
+    data: HashMap<usize, Arc<Vec<SeriesData>>>,
     pub opts: &'a EngineOptions,
     /// Query start/end (for `@ start()`/`end()` and `start()`/`end()`), ms.
     pub start: i64,
@@ -50,7 +74,7 @@ pub(crate) struct Evaluator<'a> {
     pub sort_warned: bool,
     /// Inner results of subqueries by node and timestamp: the inner expression is a pure
     /// function of its evaluation time, and consecutive outer steps share most inner steps.
-    subquery_cache: HashMap<usize, BTreeMap<i64, Arc<Vec<VectorSample>>>>,
+    subquery_cache: HashMap<usize, BTreeMap<i64, Arc<InnerStep>>>,
 }
 
 pub(crate) const TOO_MANY_SAMPLES: &str =
@@ -58,7 +82,7 @@ pub(crate) const TOO_MANY_SAMPLES: &str =
 
 impl<'a> Evaluator<'a> {
     pub fn new(
-        data: HashMap<usize, Vec<SeriesData>>,
+        data: HashMap<usize, Arc<Vec<SeriesData>>>,
         opts: &'a EngineOptions,
         start: i64,
         end: i64,
@@ -287,7 +311,7 @@ impl<'a> Evaluator<'a> {
     fn series_of(&self, vs: &VectorSelector) -> &[SeriesData] {
         self.data
             .get(&selector_id(vs))
-            .map(Vec::as_slice)
+            .map(|v| v.as_slice())
             .unwrap_or(&[])
     }
 
@@ -390,14 +414,16 @@ impl<'a> Evaluator<'a> {
         let mut cache = self.subquery_cache.remove(&id).unwrap_or_default();
         // Outer steps move forward, so anything before this window is no longer needed.
         cache = cache.split_off(&first);
-        let mut steps: Vec<(i64, Arc<Vec<VectorSample>>)> = Vec::new();
+        let mut steps: Vec<(i64, Arc<InnerStep>)> = Vec::new();
         let mut ts = first;
         while ts <= eff {
             self.check_deadline()?;
             let v = match cache.get(&ts) {
                 Some(v) => v.clone(),
                 None => {
-                    let v = Arc::new(self.eval_vector(&sq.expr, ts)?);
+                    let samples = self.eval_vector(&sq.expr, ts)?;
+                    let hashes = samples.iter().map(|s| s.labels.stable_hash()).collect();
+                    let v = Arc::new(InnerStep { samples, hashes });
                     cache.insert(ts, v.clone());
                     v
                 }
@@ -405,19 +431,26 @@ impl<'a> Evaluator<'a> {
             steps.push((ts, v));
             ts += step;
         }
-        // Group by borrowed labels so each output series clones its labels once.
-        let mut index: HashMap<&Labels, usize> = HashMap::new();
+        // Group by the precomputed label hashes (checking equality on collisions) so that each
+        // output series clones its labels once.
+        let mut index: HashMap<u64, Vec<usize>, std::hash::BuildHasherDefault<IdentityHasher>> =
+            HashMap::default();
         let mut series: Vec<MatrixSeries> = Vec::new();
         let mut n = 0;
-        for (ts, v) in &steps {
-            for s in v.iter() {
-                let i = *index.entry(&s.labels).or_insert_with(|| {
-                    series.push(MatrixSeries {
-                        labels: s.labels.clone(),
-                        ..Default::default()
-                    });
-                    series.len() - 1
-                });
+        for (ts, step) in &steps {
+            for (s, h) in step.samples.iter().zip(&step.hashes) {
+                let cands = index.entry(*h).or_default();
+                let i = match cands.iter().find(|&&i| series[i].labels == s.labels) {
+                    Some(&i) => i,
+                    None => {
+                        series.push(MatrixSeries {
+                            labels: s.labels.clone(),
+                            ..Default::default()
+                        });
+                        cands.push(series.len() - 1);
+                        series.len() - 1
+                    }
+                };
                 match &s.h {
                     Some(h) => series[i].histograms.push(HistogramSample {
                         t: *ts,
@@ -428,7 +461,6 @@ impl<'a> Evaluator<'a> {
                 n += 1;
             }
         }
-        drop(index);
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         let out = series;
         self.subquery_cache.insert(id, cache);

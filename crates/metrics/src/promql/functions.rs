@@ -204,6 +204,26 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Error> {
             let v = ev.eval_vector(args[1], t)?;
             nh::histogram_quantile(ev, q, v, t).map(Val::Vector)
         }
+        "histogram_quantiles" => {
+            // Experimental upstream: one output per quantile, labelled with it.
+            let v = ev.eval_vector(args[0], t)?;
+            let label = ev.eval_string(args[1], t)?;
+            if label.is_empty() || v.iter().any(|s| s.labels.get(&label).is_some()) {
+                return Err(Error::Execution(format!(
+                    "histogram_quantiles: quantile label {label:?} is invalid or already present in the input"
+                )));
+            }
+            let mut out = Vec::new();
+            for a in &args[2..] {
+                let q = ev.eval_scalar(a, t)?;
+                let qs = openmetrics_float(q);
+                for mut s in nh::histogram_quantile(ev, q, v.clone(), t)? {
+                    s.labels.set(&label, &qs);
+                    out.push(s);
+                }
+            }
+            Ok(Val::Vector(out))
+        }
         "histogram_fraction" => {
             let lo = ev.eval_scalar(args[0], t)?;
             let hi = ev.eval_scalar(args[1], t)?;
@@ -1047,5 +1067,15 @@ fn ignored_histograms_info(
         ev.info(format!(
             "PromQL info: ignored histograms in a range containing both floats and histograms for metric name \"{metric}\""
         ));
+    }
+}
+
+/// OpenMetrics float text: Go's `%g`, with `.0` added to integral values.
+fn openmetrics_float(v: f64) -> String {
+    let s = nh::go_g(v);
+    if v.is_finite() && !s.contains(['e', '.']) {
+        format!("{s}.0")
+    } else {
+        s
     }
 }

@@ -64,13 +64,17 @@ fn compact(m: &BTreeMap<i32, f64>) -> (Vec<Span>, Vec<f64>) {
                 }
             }
             _ => {
-                let offset = if spans.is_empty() { i } else { i - base };
+                let offset = if spans.is_empty() {
+                    i
+                } else {
+                    i.saturating_sub(base)
+                };
                 spans.push(Span { offset, length: 1 });
             }
         }
         buckets.push(c);
-        next = Some(i + 1);
-        base = i + 1;
+        next = Some(i.saturating_add(1));
+        base = i.saturating_add(1);
     }
     (spans, buckets)
 }
@@ -79,8 +83,8 @@ fn reduce(idx: i32, from: i32, to: i32) -> i32 {
     if from <= to || from == CUSTOM_BUCKETS_SCHEMA {
         return idx;
     }
-    let d = (from - to).min(31) as u32;
-    ((idx - 1) >> d) + 1
+    let d = from.saturating_sub(to).min(31) as u32;
+    (idx.saturating_sub(1) >> d).saturating_add(1)
 }
 
 /// Whether two histograms can be added: both exponential, or both with custom bounds (which are
@@ -202,6 +206,11 @@ pub(crate) fn gauge(mut h: Histogram) -> Histogram {
 
 /// Whether `curr` (following `prev`) is a counter reset.
 pub(crate) fn detect_reset(prev: &Histogram, curr: &Histogram) -> bool {
+    // The same sample seen twice (a subquery repeating it through the lookback) is no reset,
+    // whatever its hint says.
+    if prev == curr {
+        return false;
+    }
     match curr.reset_hint {
         ResetHint::Yes => return true,
         ResetHint::No | ResetHint::Gauge => return false,
@@ -245,7 +254,8 @@ fn upper_bound(idx: i32, h: &Histogram) -> f64 {
             .and_then(|i| h.custom_values.get(i).copied())
             .unwrap_or(f64::INFINITY);
     }
-    let s = h.schema;
+    // Valid schemas are -4..=8; anything else (untrusted input) is clamped so shifts cannot overflow.
+    let s = h.schema.clamp(-30, 30);
     if s <= 0 {
         let e = i64::from(idx) << (-s).min(62);
         return 2f64.powi(e.clamp(-2000, 2000) as i32);
@@ -669,15 +679,7 @@ pub(crate) fn histogram_fraction(
     t: i64,
 ) -> Vec<VectorSample> {
     let mut out = Vec::new();
-    for (labels, _, b) in classic_groups(ev, &v) {
-        out.push(VectorSample {
-            labels,
-            t,
-            v: bucket_fraction(lo, hi, b),
-            h: None,
-        });
-    }
-    for s in v {
+    for s in &v {
         if let Some(h) = &s.h {
             let mut labels = s.labels.clone();
             labels.remove(METRIC_NAME);
@@ -695,7 +697,25 @@ pub(crate) fn histogram_fraction(
             });
         }
     }
+    let native: Vec<Labels> = out.iter().map(|o| o.labels.clone()).collect();
+    for (labels, name, b) in classic_groups(ev, &v) {
+        if native.contains(&labels) {
+            ev.warn(mix_classic_native(&name));
+            out.retain(|o| o.labels != labels);
+            continue;
+        }
+        out.push(VectorSample {
+            labels,
+            t,
+            v: bucket_fraction(lo, hi, b),
+            h: None,
+        });
+    }
     out
+}
+
+fn mix_classic_native(name: &str) -> String {
+    format!("PromQL warning: vector contains a mix of classic and native histograms for metric name \"{name}\"")
 }
 
 /// `histogram_quantile(q, v)` over classic bucket series and native histograms alike.
@@ -856,4 +876,19 @@ pub(crate) fn mixed_schemas_warning(metric: &str) -> String {
 /// NaN observations show as a NaN sum and a count above the buckets' total.
 fn has_nan_observations(h: &Histogram) -> bool {
     h.sum.is_nan() && buckets(h).iter().map(|b| b.count).sum::<f64>() < h.count
+}
+
+/// `h / 0`: like upstream, all observations collapse into the zero bucket with an infinite (or,
+/// for an empty histogram, NaN) count.
+pub(crate) fn div_by_zero(h: &Histogram) -> Histogram {
+    Histogram {
+        schema: h.schema,
+        zero_threshold: h.zero_threshold,
+        zero_count: h.count / 0.0,
+        count: h.count / 0.0,
+        sum: h.sum / 0.0,
+        custom_values: h.custom_values.clone(),
+        reset_hint: ResetHint::Gauge,
+        ..Default::default()
+    }
 }

@@ -7,20 +7,7 @@ use super::histogram::buckets;
 use super::{MatrixSeries, Value};
 use crate::Histogram;
 
-/// Formats a float like Go's `strconv.FormatFloat(v, 'f', -1, 64)`, with Prometheus' spelling of
-/// the special values (`NaN`, `+Inf`, `-Inf`).
-pub fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        // Rust's shortest round-trip representation without exponent matches Go's 'f', -1.
-        format!("{v}")
-    }
-}
+pub use crate::model::format_float;
 
 fn labels_json(l: &common::Labels) -> Json {
     let mut m = Map::new();

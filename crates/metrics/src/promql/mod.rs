@@ -10,6 +10,22 @@
 //! Semantics follow the Prometheus documentation and its `promqltest` corpus (we wrote our own
 //! cases, see `testdata/`): left-open windows `(t-range, t]`, lookback `(t-5m, t]`, stale markers
 //! ending a series, `__name__` dropped by value-changing operations, counter extrapolation.
+//!
+//! Compatibility is checked two ways: our own golden scripts (`testdata/*.test`, run by
+//! `tests::golden_scripts`), and an ignored probe that replays a local checkout of upstream's
+//! promqltest corpus (`PROMQLTEST_DIR=… cargo test -p metrics --lib upstream_corpus -- --ignored
+//! --nocapture`); nothing upstream is vendored.
+//!
+//! Known divergences from Prometheus 3:
+//! - Syntax promql-parser 0.11 does not parse is unsupported: duration expressions, `anchored`/
+//!   `smoothed` ranges, `fill()` modifiers, trim operators (`>/`, `</`), `info()`.
+//! - Delayed `__name__` removal (an upstream feature flag) is not implemented; names are dropped
+//!   eagerly, which is upstream's default.
+//! - Counter-reset hints are taken as stored; the TSDB-side synthesis of hints (and the
+//!   "conflicting counter resets" warning that depends on it) is not reproduced.
+//! - Annotations carry no `(line:col)` position suffix (the parser has no positions); parse
+//!   errors read `parse error: …` without a position.
+//! - Samples of native histograms count as one sample each towards `max_samples`.
 
 mod aggregate;
 mod binary;

@@ -2,6 +2,7 @@
 //! touch, and fetch them all from the [`SeriesSource`] before evaluation starts.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::labels::METRIC_NAME as METRIC_NAME_LABEL;
@@ -201,17 +202,41 @@ pub(crate) fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, Err
     Ok(sets)
 }
 
-/// Fetches every selector; alternatives of an `or` selector are merged by label set.
+/// Fetches every selector; alternatives of an `or` selector are merged by label set. Selectors
+/// with identical matchers (e.g. both sides of `m / on(i) m`) are fetched once over the union of
+/// their ranges and share the data.
 pub(crate) async fn fetch(
     src: &dyn SeriesSource,
     fetches: &[Fetch],
-) -> Result<HashMap<usize, Vec<SeriesData>>, Error> {
+) -> Result<HashMap<usize, Arc<Vec<SeriesData>>>, Error> {
+    let key = |f: &Fetch| {
+        f.matcher_sets
+            .iter()
+            .map(|set| {
+                set.iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    let mut unique: HashMap<String, (i64, i64, Vec<usize>, usize)> = HashMap::new();
+    for (i, f) in fetches.iter().enumerate() {
+        let e = unique
+            .entry(key(f))
+            .or_insert((f.mint, f.maxt, Vec::new(), i));
+        e.0 = e.0.min(f.mint);
+        e.1 = e.1.max(f.maxt);
+        e.2.push(f.id);
+    }
     let mut out = HashMap::new();
-    for f in fetches {
+    for (mint, maxt, ids, first) in unique.into_values() {
+        let sets = &fetches[first].matcher_sets;
         let mut all: Vec<SeriesData> = Vec::new();
-        for set in &f.matcher_sets {
-            let got = src.select(set, f.mint, f.maxt).await?;
-            if f.matcher_sets.len() == 1 {
+        for set in sets {
+            let got = src.select(set, mint, maxt).await?;
+            if sets.len() == 1 {
                 all = got;
             } else {
                 for s in got {
@@ -222,7 +247,10 @@ pub(crate) async fn fetch(
             }
         }
         all.sort_by(|a, b| a.labels.cmp(&b.labels));
-        out.insert(f.id, all);
+        let all = Arc::new(all);
+        for id in ids {
+            out.insert(id, all.clone());
+        }
     }
     Ok(out)
 }

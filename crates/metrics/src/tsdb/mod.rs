@@ -17,7 +17,7 @@ mod record;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -138,56 +138,23 @@ fn wal_dir(data_dir: &Path, tenant: &TenantId) -> PathBuf {
     data_dir.join(tenant.as_str()).join(SIGNAL).join("wal")
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// A new ULID string (48-bit ms timestamp + 80 bits of process-local entropy), Crockford base32.
-/// Built here because `metrics` does not depend on the `ulid` crate; `BlockMeta` parses it.
-fn new_ulid() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    fn mix(mut z: u64) -> u64 {
-        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let c = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let seed = mix(nanos ^ mix(c) ^ (u64::from(std::process::id()) << 32));
-    let rand: u128 = (u128::from(mix(seed)) << 16) ^ u128::from(mix(seed ^ c) & 0xffff);
-    let rand = rand & ((1u128 << 80) - 1);
-    let v: u128 = (u128::from(now_ms() as u64 & ((1 << 48) - 1)) << 80) | rand;
-    (0..26)
-        .map(|i| ALPHABET[((v >> (125 - 5 * i)) & 31) as usize] as char)
-        .collect()
-}
-
 fn block_meta(
     min_time: i64,
     max_time: i64,
     level: u32,
-    sources: Vec<String>,
+    sources: Vec<ulid::Ulid>,
     stats: serde_json::Value,
-) -> Result<BlockMeta, Error> {
-    serde_json::from_value(serde_json::json!({
-        "ulid": new_ulid(),
-        "signal": SIGNAL,
-        "version": FORMAT_VERSION,
-        "min_time": min_time,
-        "max_time": max_time,
-        "level": level,
-        "sources": sources,
-        "stats": stats,
-    }))
-    .map_err(|e| Error::Internal(format!("build block meta: {e}")))
+) -> BlockMeta {
+    BlockMeta {
+        ulid: ulid::Ulid::new(),
+        signal: SIGNAL.to_string(),
+        version: FORMAT_VERSION,
+        min_time,
+        max_time,
+        level,
+        sources,
+        stats,
+    }
 }
 
 fn stat(meta: &BlockMeta, key: &str) -> u64 {
@@ -1032,7 +999,7 @@ impl MetricsStore {
         min_time: i64,
         max_time: i64,
         level: u32,
-        sources: Vec<String>,
+        sources: Vec<ulid::Ulid>,
     ) -> Result<BlockMeta, Error> {
         let (index, chunks, counts) = w.finish()?;
         let stats = serde_json::json!({
@@ -1045,7 +1012,7 @@ impl MetricsStore {
             "chunks_bytes": chunks.len(),
             "bytes": index.len() + chunks.len(),
         });
-        let meta = block_meta(min_time, max_time, level, sources, stats)?;
+        let meta = block_meta(min_time, max_time, level, sources, stats);
         self.inner
             .blocks
             .put_block(
@@ -1173,12 +1140,12 @@ impl MetricsStore {
             w.add(&min, &floats, &hists)?;
         }
         let level = group.iter().map(|m| m.level).max().unwrap_or(1) + 1;
-        let mut sources: Vec<String> = Vec::new();
+        let mut sources: Vec<ulid::Ulid> = Vec::new();
         for m in group {
             if m.sources.is_empty() {
-                sources.push(m.ulid.to_string());
+                sources.push(m.ulid);
             } else {
-                sources.extend(m.sources.iter().map(|s| s.to_string()));
+                sources.extend(m.sources.iter().copied());
             }
         }
         let min_time = group.iter().map(|m| m.min_time).min().unwrap_or(0);
