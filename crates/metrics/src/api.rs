@@ -252,7 +252,7 @@ pub fn selector_matchers(
 fn parse_match(values: &[&str]) -> Result<Vec<Vec<Matcher>>, Error> {
     let mut out = Vec::new();
     for s in values {
-        let expr = promql_parser::parser::parse(s).map_err(|e| bad_param("match[]", e))?;
+        let expr = promql::parse(s).map_err(|e| bad_param("match[]", e))?;
         match expr {
             promql_parser::parser::Expr::VectorSelector(vs) => {
                 let sets = selector_matchers(&vs)?;
@@ -456,7 +456,7 @@ async fn query_exemplars((Extension(t), State(api), RawQuery(q), h, body): ReadA
         let query = p
             .get("query")
             .ok_or_else(|| bad_param("query", "query is required"))?;
-        let expr = promql_parser::parser::parse(query).map_err(|e| bad_param("query", e))?;
+        let expr = promql::parse(query).map_err(|e| bad_param("query", e))?;
         let (start, end) = p.range()?;
         let sel = collect_selectors(&expr)?;
         let rows = if sel.is_empty() {
@@ -487,7 +487,7 @@ async fn format_query((Extension(_t), State(_api), RawQuery(q), h, body): ReadAr
     let Some(query) = p.get("query") else {
         return api_error(&bad_param("query", "query is required"));
     };
-    match promql_parser::parser::parse(query) {
+    match promql::parse(query) {
         Ok(e) => success(json!(e.prettify())),
         Err(e) => api_error(&bad_param("query", e)),
     }
@@ -659,28 +659,47 @@ async fn remote_write_handler(
 ) -> Response {
     let hv = |n: header::HeaderName| h.get(n).and_then(|v| v.to_str().ok());
     let limits = api.overrides.get(&tenant);
-    let decoded = match remote_write::decode(
+    let fail = |e: Error| {
+        plain(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            e.to_string(),
+        )
+    };
+    let mut raw = Vec::new();
+    let version = match remote_write::decompress_into(
         &body,
         hv(header::CONTENT_TYPE),
         hv(header::CONTENT_ENCODING),
         &limits,
-        now_ms(),
+        &mut raw,
     ) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    drop(body);
+    // Float-only 1.0 requests stay borrowed from `raw` (no per-series allocation); the rest goes
+    // through the owned WriteBatch. Both give the same validation, limits and outcome.
+    let decoded = match remote_write::decode_decompressed(&raw, version, &limits, now_ms()) {
         Ok(d) => d,
-        Err(e) => {
-            return plain(
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-                e.to_string(),
-            )
+        Err(e) => return fail(e),
+    };
+    let v2 = version == remote_write::RwVersion::V2;
+    let outcome = match decoded {
+        remote_write::DecodedRef::Raw(w) => {
+            if let Err(e) = rate_check(&api, &tenant, w.sample_count() as u64) {
+                return plain(StatusCode::TOO_MANY_REQUESTS, e.to_string());
+            }
+            api.store.write_raw(&tenant, &w).await
+        }
+        remote_write::DecodedRef::Full(decoded) => {
+            let batch = decoded.batch;
+            let items = (batch.sample_count() + batch.histogram_count()) as u64;
+            if let Err(e) = rate_check(&api, &tenant, items) {
+                return plain(StatusCode::TOO_MANY_REQUESTS, e.to_string());
+            }
+            api.store.write(&tenant, batch).await
         }
     };
-    let v2 = decoded.version == remote_write::RwVersion::V2;
-    let batch = decoded.batch;
-    let items = (batch.sample_count() + batch.histogram_count()) as u64;
-    if let Err(e) = rate_check(&api, &tenant, items) {
-        return plain(StatusCode::TOO_MANY_REQUESTS, e.to_string());
-    }
-    let outcome = api.store.write(&tenant, batch).await;
     let (status, msg, stats) = match outcome {
         Ok(o) if o.rejected_count == 0 => (StatusCode::NO_CONTENT, String::new(), o.stats),
         Ok(o) => (

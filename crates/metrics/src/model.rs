@@ -194,6 +194,70 @@ impl WriteBatch {
     }
 }
 
+/// A write of float samples only, borrowing label names and values from the request body: the
+/// allocation-free fast path of remote_write 1.0 ([`crate::ingest::rw_wire`]). Each series' labels are
+/// already validated and sorted exactly as [`SeriesWrite::labels`] would be; [`RawWrite::to_batch`]
+/// gives the equivalent [`WriteBatch`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RawWrite<'a> {
+    /// One entry per series, in request order.
+    pub series: Vec<RawSeries>,
+    /// Label pairs of all series, back to back.
+    pub labels: Vec<(&'a str, &'a str)>,
+    /// Samples of all series, back to back (each series' in time order).
+    pub samples: Vec<Sample>,
+}
+
+/// Where one series of a [`RawWrite`] lies in its flat vectors (`[start, end)` ranges).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawSeries {
+    /// Range in [`RawWrite::labels`].
+    pub labels: (u32, u32),
+    /// Range in [`RawWrite::samples`].
+    pub samples: (u32, u32),
+}
+
+impl<'a> RawWrite<'a> {
+    /// Labels of series `i`.
+    pub fn series_labels(&self, i: usize) -> &[(&'a str, &'a str)] {
+        let (a, b) = self.series[i].labels;
+        &self.labels[a as usize..b as usize]
+    }
+    /// Samples of series `i`.
+    pub fn series_samples(&self, i: usize) -> &[Sample] {
+        let (a, b) = self.series[i].samples;
+        &self.samples[a as usize..b as usize]
+    }
+    /// Number of float samples.
+    pub fn sample_count(&self) -> usize {
+        self.samples.len()
+    }
+    /// The owned equivalent.
+    pub fn to_batch(&self) -> WriteBatch {
+        WriteBatch {
+            series: (0..self.series.len())
+                .map(|i| SeriesWrite {
+                    labels: raw_labels(self.series_labels(i)),
+                    samples: self.series_samples(i).to_vec(),
+                    histograms: Vec::new(),
+                    exemplars: Vec::new(),
+                })
+                .collect(),
+            metadata: Vec::new(),
+        }
+    }
+}
+
+/// Owned labels of sorted borrowed pairs.
+pub fn raw_labels(pairs: &[(&str, &str)]) -> Labels {
+    Labels::from_sorted(
+        pairs
+            .iter()
+            .map(|&(n, v)| common::Label::new(n, v))
+            .collect(),
+    )
+}
+
 /// What a write actually stored (remote_write 2.0 reports these in response headers).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteStats {

@@ -291,3 +291,47 @@ pub fn now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+/// POSTs a remote_write body with a tenant header and a bearer token, returning the status.
+pub fn push_auth(url: &str, tenant: Option<&str>, token: Option<&str>, body: Vec<u8>) -> (u16, String) {
+    let mut r = client()
+        .post(format!("{url}/api/v1/push"))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body);
+    if let Some(t) = tenant {
+        r = r.header("X-Scope-OrgID", t);
+    }
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().unwrap();
+    (resp.status().as_u16(), resp.text().unwrap_or_default())
+}
+
+/// POSTs `form` as `application/x-www-form-urlencoded` (as Grafana does), returning (status, JSON body).
+pub fn post_form_auth(
+    url: &str,
+    form: &str,
+    tenant: Option<&str>,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut r = client()
+        .post(url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form.to_string());
+    if let Some(t) = tenant {
+        r = r.header("X-Scope-OrgID", t);
+    }
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}

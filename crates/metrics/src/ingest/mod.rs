@@ -9,6 +9,7 @@ pub mod decompress;
 pub mod otlp;
 pub mod otlp_json;
 pub mod remote_write;
+pub mod rw_wire;
 pub mod validate;
 
 pub use validate::{valid_label_name, valid_metric_name};

@@ -31,8 +31,8 @@ use proto::prometheus_v2 as v2;
 use super::decompress::{snappy_block, too_large};
 use super::validate::{check_not_in_future, validate_exemplar_labels, validate_series_labels};
 use crate::model::{
-    Exemplar, Histogram, HistogramSample, Metadata, MetricType, ResetHint, Sample, SeriesWrite,
-    Span, WriteBatch,
+    Exemplar, Histogram, HistogramSample, Metadata, MetricType, RawWrite, ResetHint, Sample,
+    SeriesWrite, Span, WriteBatch,
 };
 use crate::Error;
 
@@ -127,6 +127,63 @@ pub fn decode(
         RwVersion::V2 => {
             let req = v2::Request::decode(raw.as_slice()).map_err(decode_err)?;
             decode_v2(req, limits, now_ms)
+        }
+    }
+}
+
+/// A decoded remote_write request: borrowed ([`RawWrite`], the fast path for float-only 1.0
+/// requests) or owned (everything else).
+#[derive(Debug)]
+pub enum DecodedRef<'a> {
+    /// Float samples only, borrowed from the decompressed body.
+    Raw(RawWrite<'a>),
+    /// The full decoder's result.
+    Full(Decoded),
+}
+
+/// Decompresses a remote_write body into `buf` (reused by the caller) after the same negotiation and
+/// size checks as [`decode`]. Returns the version.
+pub fn decompress_into(
+    body: &[u8],
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+    limits: &Limits,
+    buf: &mut Vec<u8>,
+) -> Result<RwVersion, Error> {
+    let version = negotiate(content_type)?;
+    let enc = content_encoding.map(str::trim).unwrap_or("");
+    if !(enc.is_empty() || enc.eq_ignore_ascii_case("snappy")) {
+        return Err(Error::UnsupportedMediaType(format!(
+            "{enc} encoding (compression) is not accepted by this server; only snappy is acceptable"
+        )));
+    }
+    let max = limits.max_request_size_bytes;
+    if body.len() > max {
+        return Err(too_large(max));
+    }
+    *buf = snappy_block(body, max)?;
+    Ok(version)
+}
+
+/// [`decode`] with a zero-copy fast path: `raw` is the decompressed body from [`decompress_into`].
+/// The result is the same as [`decode`]'s (same errors and messages), only borrowed when possible.
+pub fn decode_decompressed<'a>(
+    raw: &'a [u8],
+    version: RwVersion,
+    limits: &Limits,
+    now_ms: i64,
+) -> Result<DecodedRef<'a>, Error> {
+    match version {
+        RwVersion::V1 => {
+            if let Some(w) = super::rw_wire::decode_v1_raw(raw, limits, now_ms) {
+                return Ok(DecodedRef::Raw(w));
+            }
+            let req = v1::WriteRequest::decode(raw).map_err(decode_err)?;
+            decode_v1(req, limits, now_ms).map(DecodedRef::Full)
+        }
+        RwVersion::V2 => {
+            let req = v2::Request::decode(raw).map_err(decode_err)?;
+            decode_v2(req, limits, now_ms).map(DecodedRef::Full)
         }
     }
 }

@@ -31,6 +31,7 @@ mod aggregate;
 mod binary;
 mod eval;
 mod functions;
+mod guard;
 mod histogram;
 mod json;
 mod plan;
@@ -134,6 +135,7 @@ pub struct QueryResult {
 
 /// Parses `query` into the promql-parser AST, mapping failures to `bad_data` errors.
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, Error> {
+    guard::check_numeric_durations(query)?;
     promql_parser::parser::parse(query).map_err(|e| Error::BadData(format!("parse error: {e}")))
 }
 

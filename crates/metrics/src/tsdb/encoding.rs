@@ -667,6 +667,12 @@ fn to_decimal(v: f64) -> Option<(i64, usize)> {
 
 /// Values as integers at one common decimal scale (VictoriaMetrics' idea), or `None` when some value
 /// is not exactly decimal (NaN, ±Inf, −0, too many digits): then the caller falls back to XOR.
+/// [`decimal_column`] of a single value, without allocating.
+pub(crate) fn single_decimal(v: f64) -> Option<(i64, usize)> {
+    let (m, s) = to_decimal(v)?;
+    (from_decimal(m, s).to_bits() == v.to_bits()).then_some((m, s))
+}
+
 pub(crate) fn decimal_column(values: &[f64]) -> Option<(Vec<i64>, usize)> {
     let mut ms = Vec::with_capacity(values.len());
     let mut scales = Vec::with_capacity(values.len());

@@ -22,9 +22,11 @@ use parking_lot::{Mutex, RwLock};
 
 use super::encoding::{chunk_decode, pack_chunk, HeadChunk};
 use super::postings::{Postings, Symbols};
-use super::record::WalBatch;
+use super::record::{self, WalBatch};
 use super::WriteOutcome;
-use crate::model::{Exemplar, HistogramSample, Metadata, Sample, SeriesData, WriteBatch};
+use crate::model::{
+    raw_labels, Exemplar, HistogramSample, Metadata, RawWrite, Sample, SeriesData, WriteBatch,
+};
 use crate::Error;
 
 /// Number of lock shards (a power of two). 32 keeps contention negligible on small machines while the
@@ -74,6 +76,7 @@ pub(crate) struct MemSeries {
 }
 
 /// Why a sample was not written.
+#[derive(Clone, Copy)]
 enum Reject {
     OutOfOrder { last: i64 },
     Duplicate,
@@ -364,7 +367,27 @@ fn labels_equal(pairs: &[u32], labels: &Labels, syms: &Symbols) -> bool {
             .all(|(l, p)| syms.get(p[0]) == l.name && syms.get(p[1]) == l.value)
 }
 
+fn labels_equal_raw(pairs: &[u32], labels: &[(&str, &str)], syms: &Symbols) -> bool {
+    pairs.len() == labels.len() * 2
+        && labels
+            .iter()
+            .zip(pairs.chunks_exact(2))
+            .all(|(l, p)| syms.get(p[0]) == l.0 && syms.get(p[1]) == l.1)
+}
+
 impl Shard {
+    fn lookup_raw(&self, hash: u64, labels: &[(&str, &str)], syms: &Symbols) -> Option<u32> {
+        let slot = *self.by_hash.get(&hash)?;
+        if labels_equal_raw(&self.series[slot as usize].labels, labels, syms) {
+            return Some(slot);
+        }
+        self.collisions
+            .get(&hash)?
+            .iter()
+            .copied()
+            .find(|&s| labels_equal_raw(&self.series[s as usize].labels, labels, syms))
+    }
+
     fn lookup(&self, hash: u64, labels: &Labels, syms: &Symbols) -> Option<u32> {
         let slot = *self.by_hash.get(&hash)?;
         if labels_equal(&self.series[slot as usize].labels, labels, syms) {
@@ -433,6 +456,12 @@ impl Shard {
 /// times faster than the byte-wise FNV of `Labels::stable_hash` (lookups hash every series of every
 /// request). Only used in memory, so it need not be stable across versions.
 pub(crate) fn label_hash(labels: &Labels) -> u64 {
+    label_hash_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+}
+
+/// [`label_hash`] of sorted borrowed pairs (the same value for the same labels).
+#[inline]
+pub(crate) fn label_hash_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     #[inline]
     fn mix(h: u64, x: u64) -> u64 {
@@ -451,9 +480,9 @@ pub(crate) fn label_hash(labels: &Labels) -> u64 {
         mix(h, u64::from_le_bytes(last) ^ ((b.len() as u64) << 56))
     }
     let mut h = K;
-    for l in labels {
-        h = bytes(h, l.name.as_bytes());
-        h = bytes(h, l.value.as_bytes());
+    for (n, v) in pairs {
+        h = bytes(h, n.as_bytes());
+        h = bytes(h, v.as_bytes());
     }
     let h = (h ^ (h >> 32)).wrapping_mul(K);
     h ^ (h >> 31)
@@ -698,6 +727,194 @@ impl Head {
         out.rejected = rej.messages;
         out.rejected_count = rej.count;
         Ok((wal, out))
+    }
+
+    /// [`Head::append`] of a borrowed float-only write (the remote_write fast path), with the same
+    /// semantics and messages, but without per-series allocations: series are looked up by their
+    /// borrowed labels, each shard is locked once per phase (lookup, append), and accepted samples
+    /// are encoded straight into the WAL record, which is returned (empty when there is nothing to
+    /// log).
+    pub(crate) fn append_raw(
+        &self,
+        tenant: &TenantId,
+        w: &RawWrite<'_>,
+        limits: &Limits,
+    ) -> Result<(Vec<u8>, WriteOutcome), Error> {
+        let ooo_window = limits.out_of_order_time_window.as_millis();
+        let min_valid = self.min_valid_time();
+        let n = w.series.len();
+        let hashes: Vec<u64> = (0..n)
+            .map(|i| label_hash_pairs(w.series_labels(i).iter().copied()))
+            .collect();
+        // Series grouped by shard, request order kept within a shard (a series named twice keeps
+        // its samples in order; it always lands in the same shard).
+        let mut starts = [0u32; SHARDS + 1];
+        for &h in &hashes {
+            starts[shard_of(h) + 1] += 1;
+        }
+        for k in 0..SHARDS {
+            starts[k + 1] += starts[k];
+        }
+        let mut order = vec![0u32; n];
+        {
+            let mut next = starts;
+            for (i, &h) in hashes.iter().enumerate() {
+                let sh = shard_of(h);
+                order[next[sh] as usize] = i as u32;
+                next[sh] += 1;
+            }
+        }
+        let by_shard = |k: usize| &order[starts[k] as usize..starts[k + 1] as usize];
+
+        let mut ids = vec![u32::MAX; n];
+        let mut missing = false;
+        {
+            let syms = self.symbols.read();
+            for k in 0..SHARDS {
+                let idx = by_shard(k);
+                if idx.is_empty() {
+                    continue;
+                }
+                let sh = self.shards[k].lock();
+                for &i in idx {
+                    let i = i as usize;
+                    match sh.lookup_raw(hashes[i], w.series_labels(i), &syms) {
+                        Some(slot) => ids[i] = make_id(k, slot),
+                        None => missing = true,
+                    }
+                }
+            }
+        }
+        let mut new_series = Vec::new();
+        if missing {
+            self.create_series_raw(tenant, w, &hashes, &mut ids, limits, &mut new_series)?;
+        }
+
+        let mut body = Vec::with_capacity(w.samples.len() * 8 + n * 4);
+        let mut groups = 0usize;
+        let mut added = 0u64;
+        let mut accepted: Vec<Sample> = Vec::new();
+        // (series index, sample index, why, timestamp): sorted afterwards so that the messages are
+        // the first ones in request order, as `append` reports them.
+        let mut rejects: Vec<(u32, u32, Reject, i64)> = Vec::new();
+        for k in 0..SHARDS {
+            let idx = by_shard(k);
+            if idx.is_empty() {
+                continue;
+            }
+            let mut sh = self.shards[k].lock();
+            for &i in idx {
+                let id = ids[i as usize];
+                let series = &mut sh.series[split_id(id).1];
+                accepted.clear();
+                for (j, &s) in w.series_samples(i as usize).iter().enumerate() {
+                    let r = if s.t < min_valid {
+                        Err(Reject::OutOfBounds)
+                    } else {
+                        series.append_float(s, ooo_window)
+                    };
+                    match r {
+                        Ok(true) => accepted.push(s),
+                        Ok(false) => {}
+                        Err(e) => rejects.push((i, j as u32, e, s.t)),
+                    }
+                }
+                if !accepted.is_empty() {
+                    groups += 1;
+                    added += accepted.len() as u64;
+                    record::put_sample_group(&mut body, id, &accepted);
+                }
+            }
+        }
+        self.samples.fetch_add(added, Ordering::Relaxed);
+        let mut out = WriteOutcome::default();
+        out.stats.samples = added;
+        out.rejected_count = rejects.len();
+        if !rejects.is_empty() {
+            rejects.sort_unstable_by_key(|r| (r.0, r.1));
+            out.rejected = rejects
+                .iter()
+                .take(MAX_MESSAGES)
+                .map(|&(i, _, e, t)| {
+                    let labels = raw_labels(w.series_labels(i as usize));
+                    reject_message(e, t, min_valid, ooo_window, &labels)
+                })
+                .collect();
+        }
+        let rec = if new_series.is_empty() && groups == 0 {
+            Vec::new()
+        } else {
+            record::encode_raw(&new_series, groups, &body)
+        };
+        Ok((rec, out))
+    }
+
+    /// [`Head::create_series`] for [`Head::append_raw`].
+    fn create_series_raw(
+        &self,
+        tenant: &TenantId,
+        w: &RawWrite<'_>,
+        hashes: &[u64],
+        ids: &mut [u32],
+        limits: &Limits,
+        wal_series: &mut Vec<(u32, Labels)>,
+    ) -> Result<(), Error> {
+        let mut syms = self.symbols.write();
+        let mut postings = self.postings.write();
+        let mut missing = Vec::new();
+        for (i, id) in ids.iter_mut().enumerate() {
+            if *id == u32::MAX {
+                let h = hashes[i];
+                let shard = shard_of(h);
+                if let Some(s) = self.shards[shard]
+                    .lock()
+                    .lookup_raw(h, w.series_labels(i), &syms)
+                {
+                    *id = make_id(shard, s);
+                } else {
+                    missing.push(i);
+                }
+            }
+        }
+        let distinct = {
+            let mut seen: HashMap<&[(&str, &str)], ()> = HashMap::new();
+            missing
+                .iter()
+                .filter(|&&i| seen.insert(w.series_labels(i), ()).is_none())
+                .count()
+        };
+        let limit = limits.max_active_series;
+        let active = self.active_series();
+        if limit > 0 && active + distinct as u64 > limit {
+            return Err(Error::TooManyRequests(format!(
+                "per-tenant series limit of {limit} exceeded for tenant {tenant} (limit max_active_series): \
+                 {active} series are active and this request would add {distinct}; reduce the cardinality of the data \
+                 or raise max_active_series for the tenant"
+            )));
+        }
+        let mut created: HashMap<&[(&str, &str)], u32> = HashMap::new();
+        for i in missing {
+            let labels = w.series_labels(i);
+            if let Some(&id) = created.get(labels) {
+                ids[i] = id;
+                continue;
+            }
+            let pairs: Box<[u32]> = labels
+                .iter()
+                .flat_map(|&(n, v)| [syms.intern(n), syms.intern(v)])
+                .collect();
+            let h = hashes[i];
+            let shard = shard_of(h);
+            let slot = self.shards[shard].lock().insert(h, pairs.clone());
+            let id = make_id(shard, slot);
+            postings.add(&pairs, id);
+            created.insert(labels, id);
+            ids[i] = id;
+            wal_series.push((id, raw_labels(labels)));
+        }
+        self.active
+            .fetch_add(created.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Creates the series of `batch` that `ids` lacks, under the symbol and postings write locks (which

@@ -33,7 +33,8 @@ use storage::wal::{Wal, WalOptions};
 use self::block::{BlockIndex, BlockWriter, CHUNKS_FILE, FORMAT_VERSION, INDEX_FILE};
 use self::head::Head;
 use crate::model::{
-    Exemplar, HistogramSample, Metadata, Sample, SeriesData, SeriesSource, WriteBatch, WriteStats,
+    Exemplar, HistogramSample, Metadata, RawWrite, Sample, SeriesData, SeriesSource, WriteBatch,
+    WriteStats,
 };
 use crate::Error;
 
@@ -381,6 +382,32 @@ impl MetricsStore {
         let (rec, outcome) = db.head.append(tenant, batch, &limits)?;
         if !rec.is_empty() {
             db.wal.append(record::encode(&rec)).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// [`MetricsStore::write`] of a borrowed float-only write (the remote_write fast path): the
+    /// same validation, limits, outcome and durability, without per-series allocations.
+    pub async fn write_raw(
+        &self,
+        tenant: &TenantId,
+        w: &RawWrite<'_>,
+    ) -> Result<WriteOutcome, Error> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Internal("metrics store is closed".into()));
+        }
+        let db = match self.tenant_db(tenant) {
+            Some(db) => db,
+            None => {
+                self.block_list(tenant, false).await?;
+                self.tenant_db_or_create(tenant)?
+            }
+        };
+        let limits = self.inner.overrides.get(tenant);
+        let _g = db.gate.read().await;
+        let (rec, outcome) = db.head.append_raw(tenant, w, &limits)?;
+        if !rec.is_empty() {
+            db.wal.append(rec).await?;
         }
         Ok(outcome)
     }

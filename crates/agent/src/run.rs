@@ -1,0 +1,136 @@
+//! Running the agent: the collection loop that feeds the forwarder, and the HTTP endpoints
+//! (`/metrics` with fresh node metrics, `/ready`).
+
+use std::sync::Arc;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::exposition::CONTENT_TYPE;
+use crate::forward::to_write_request;
+use crate::node::uname::hostname;
+use crate::{AgentConfig, Error, NodeCollector, RemoteWriteForwarder};
+
+/// A started agent: its background tasks stop when this is dropped.
+pub struct Agent {
+    collector: Arc<NodeCollector>,
+    forwarder: Option<RemoteWriteForwarder>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Agent {
+    /// Opens the forwarding buffer and starts collecting every `scrape_interval` (and forwarding,
+    /// when `remote_write` is set). Must be called inside a tokio runtime.
+    pub fn start(cfg: &AgentConfig) -> Result<Self, Error> {
+        cfg.validate()?;
+        let collector = Arc::new(NodeCollector::new(cfg.node.clone())?);
+        let mut tasks = Vec::new();
+        let forwarder = match &cfg.remote_write {
+            None => None,
+            Some(rw) => {
+                let fwd = RemoteWriteForwarder::open(rw.clone(), &cfg.data_dir)?;
+                tasks.push(tokio::spawn(fwd.clone().run()));
+                let mut extra: Vec<(String, String)> = rw
+                    .external_labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                if !rw.external_labels.contains_key("job") {
+                    extra.push(("job".into(), "node".into()));
+                }
+                if !rw.external_labels.contains_key("instance") {
+                    extra.push(("instance".into(), hostname()));
+                }
+                let (c, f) = (collector.clone(), fwd.clone());
+                let every = cfg.scrape_interval.to_std();
+                tasks.push(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        let c = c.clone();
+                        let Ok(fams) = tokio::task::spawn_blocking(move || c.collect()).await
+                        else {
+                            continue;
+                        };
+                        let req = to_write_request(&fams, common::time::now_ms(), &extra);
+                        if let Err(e) = f.enqueue(&req).await {
+                            tracing::error!(error = %e, "buffering collected samples failed");
+                        }
+                    }
+                }));
+                Some(fwd)
+            }
+        };
+        Ok(Self {
+            collector,
+            forwarder,
+            tasks,
+        })
+    }
+
+    /// The HTTP routes: `/metrics` and `/ready`.
+    pub fn router(&self) -> Router {
+        let collector = self.collector.clone();
+        let forwarder = self.forwarder.clone();
+        Router::new()
+            .route(
+                "/metrics",
+                get(move || {
+                    let c = collector.clone();
+                    let f = forwarder.clone();
+                    async move {
+                        let fams = tokio::task::spawn_blocking(move || {
+                            let mut fams = c.collect();
+                            if let Some(f) = f {
+                                f.add_metrics(&mut fams);
+                            }
+                            fams
+                        })
+                        .await
+                        .unwrap_or_default();
+                        ([(header::CONTENT_TYPE, CONTENT_TYPE)], fams.render()).into_response()
+                    }
+                }),
+            )
+            .route("/ready", get(|| async { "ready\n" }))
+    }
+
+    /// Serves [`Agent::router`] on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| Error::Io {
+                path: "http server".into(),
+                source: e,
+            })
+    }
+}
+
+/// `heimdall agent`: start, bind `cfg.listen`, serve until `shutdown`.
+pub async fn run(
+    cfg: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let agent = Agent::start(&cfg)?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| Error::Config(format!("listen on {}: {e}", cfg.listen)))?;
+    tracing::info!(listen = %cfg.listen, remote_write = ?cfg.remote_write.as_ref().map(|r| &r.url), "agent started");
+    agent.serve(listener, shutdown).await
+}
