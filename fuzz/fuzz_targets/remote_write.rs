@@ -6,7 +6,7 @@
 use common::limits::Limits;
 use libfuzzer_sys::fuzz_target;
 use metrics::ingest::remote_write::{
-    decode, decode_v1, decode_v2, CONTENT_TYPE_V1, CONTENT_TYPE_V2,
+    decode, decode_decompressed, decode_v1, decode_v2, RwVersion, CONTENT_TYPE_V1, CONTENT_TYPE_V2,
 };
 use prost::Message;
 use proto::{prometheus as v1, prometheus_v2 as v2};
@@ -22,6 +22,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = decode(data, Some(CONTENT_TYPE_V1), Some("snappy"), &limits, NOW_MS);
     let _ = decode(data, Some(CONTENT_TYPE_V2), Some("snappy"), &limits, NOW_MS);
+    // The zero-copy fast path the HTTP handler uses (falls back to prost when it declines).
+    let _ = decode_decompressed(data, RwVersion::V1, &limits, NOW_MS);
     if let Ok(req) = v1::WriteRequest::decode(data) {
         let _ = decode_v1(req, &limits, NOW_MS);
     }

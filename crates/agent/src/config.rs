@@ -180,7 +180,7 @@ impl Default for RemoteWriteConfig {
 impl RemoteWriteConfig {
     /// Checks the URL and backoffs.
     pub fn validate(&self) -> Result<(), Error> {
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+        if !self.url.starts_with("http://") && !self.url.starts_with("https://") {
             return Err(Error::Config(format!(
                 "remote_write.url {:?} must be an http:// or https:// URL",
                 self.url
@@ -202,6 +202,46 @@ impl RemoteWriteConfig {
 mod tests {
     use super::*;
 
+    /// Every key of `b` (recursively) that `a` lacks.
+    fn missing_keys(a: &serde_yaml::Value, b: &serde_yaml::Value, path: &str) -> Vec<String> {
+        let (Some(a), Some(b)) = (a.as_mapping(), b.as_mapping()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, bv) in b {
+            let key = format!("{path}.{}", k.as_str().unwrap_or("?"));
+            match a.get(k) {
+                None => out.push(key),
+                Some(av) => out.extend(missing_keys(av, bv, &key)),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn example_config_is_in_sync() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.yaml");
+        let example = AgentConfig::load(&path).unwrap();
+        let rw = example.remote_write.clone().unwrap();
+        // The example shows the defaults, apart from the lines marked "example".
+        let want = AgentConfig {
+            remote_write: Some(RemoteWriteConfig {
+                url: rw.url.clone(),
+                tenant: rw.tenant.clone(),
+                external_labels: rw.external_labels.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(example, want);
+        // And it names every field.
+        let text: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let all = serde_yaml::to_value(&want).unwrap();
+        let missing = missing_keys(&text, &all, "");
+        assert!(missing.is_empty(), "agent.example.yaml lacks {missing:?}");
+    }
+
     #[test]
     fn empty_is_default_and_unknown_fields_fail() {
         assert_eq!(AgentConfig::from_yaml("").unwrap(), AgentConfig::default());
@@ -216,6 +256,7 @@ mod tests {
         assert!(AgentConfig::from_yaml("nope: 1").is_err());
         assert!(AgentConfig::from_yaml("node:\n  procroot: /x").is_err());
         assert!(AgentConfig::from_yaml("remote_write:\n  url: ftp://x").is_err());
+        assert!(AgentConfig::from_yaml("remote_write:\n  url: https://x").is_ok());
         assert!(AgentConfig::from_yaml("node:\n  vmstat_fields: '('").is_err());
     }
 }

@@ -54,7 +54,14 @@ impl Families {
 
     /// Adds one sample. The first call for a name fixes its help and type; a repeated label set
     /// keeps the first value (node_exporter dedups the same way).
-    pub fn add(&mut self, name: &str, help: &str, typ: MetricType, labels: &[(&str, &str)], v: f64) {
+    pub fn add(
+        &mut self,
+        name: &str,
+        help: &str,
+        typ: MetricType,
+        labels: &[(&str, &str)],
+        v: f64,
+    ) {
         let fam = self.map.entry(name.to_string()).or_insert_with(|| Family {
             help: help.to_string(),
             typ,
@@ -186,10 +193,18 @@ pub fn format_value(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if v == 0.0 {
-        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if v.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     // Rust's `{:e}` gives the shortest round-tripping digits: "d.ddde±x".
     let e = format!("{v:e}");
@@ -272,7 +287,13 @@ mod tests {
             3.0,
         );
         f.gauge("a", "A gauge.", 0.5);
-        f.add("b_total", "ignored", MetricType::Gauge, &[("a", "0"), ("z", "0")], 1.0);
+        f.add(
+            "b_total",
+            "ignored",
+            MetricType::Gauge,
+            &[("a", "0"), ("z", "0")],
+            1.0,
+        );
         assert_eq!(
             f.render(),
             "# HELP a A gauge.\n# TYPE a gauge\na 0.5\n\

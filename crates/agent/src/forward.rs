@@ -22,10 +22,23 @@ use crate::exposition::{Families, MetricType};
 use crate::{Error, RemoteWriteConfig};
 
 /// Converts collected families into one remote_write request at `ts_ms`, adding `extra` labels
-/// (which do not override a series' own labels).
+/// (which do not override a series' own labels), with each family's type and help as metadata.
 pub fn to_write_request(fams: &Families, ts_ms: i64, extra: &[(String, String)]) -> WriteRequest {
+    use proto::prometheus::metric_metadata::MetricType as MetaType;
+    use proto::prometheus::MetricMetadata;
     let mut timeseries = Vec::with_capacity(fams.series_count());
+    let mut metadata = Vec::new();
     for (name, fam) in fams.iter() {
+        metadata.push(MetricMetadata {
+            r#type: match fam.typ {
+                MetricType::Counter => MetaType::Counter,
+                MetricType::Gauge => MetaType::Gauge,
+                MetricType::Untyped => MetaType::Unknown,
+            } as i32,
+            metric_family_name: name.clone(),
+            help: fam.help.clone(),
+            unit: String::new(),
+        });
         for (labels, v) in &fam.series {
             let mut ls: Vec<Label> = Vec::with_capacity(labels.len() + extra.len() + 1);
             ls.push(Label {
@@ -59,7 +72,7 @@ pub fn to_write_request(fams: &Families, ts_ms: i64, extra: &[(String, String)])
     }
     WriteRequest {
         timeseries,
-        ..Default::default()
+        metadata,
     }
 }
 
@@ -86,6 +99,8 @@ pub struct RemoteWriteForwarder {
 struct Inner {
     cfg: RemoteWriteConfig,
     wal: Wal,
+    /// flock'ed while the forwarder lives.
+    _lock: std::fs::File,
     acked_path: PathBuf,
     acked: Mutex<u64>,
     queue: Mutex<VecDeque<Batch>>,
@@ -104,6 +119,22 @@ impl RemoteWriteForwarder {
         cfg.validate()?;
         let dir = data_dir.join("remote_write");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        // The WAL must not be opened twice at once: hold an exclusive lock for our lifetime.
+        let lock_path = dir.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |e| {
+                Error::Config(format!(
+                    "{} is in use by another agent ({e}); give each agent its own data_dir",
+                    dir.display()
+                ))
+            },
+        )?;
         let acked_path = dir.join("acked");
         let acked: u64 = match std::fs::read_to_string(&acked_path) {
             Ok(s) => s
@@ -136,6 +167,7 @@ impl RemoteWriteForwarder {
             inner: Arc::new(Inner {
                 cfg,
                 wal,
+                _lock: lock,
                 acked_path,
                 acked: Mutex::new(acked),
                 queue: Mutex::new(pending),
@@ -199,11 +231,29 @@ impl RemoteWriteForwarder {
             i.wal.disk_size() as f64,
         );
         for (name, help, c) in [
-            ("heimdall_agent_remote_write_sent_batches_total", "Batches acknowledged by the endpoint.", &i.sent),
-            ("heimdall_agent_remote_write_dropped_batches_total", "Batches dropped: rejected with a 4xx or over the buffer cap.", &i.dropped),
-            ("heimdall_agent_remote_write_retries_total", "Failed sends that were retried.", &i.retries),
+            (
+                "heimdall_agent_remote_write_sent_batches_total",
+                "Batches acknowledged by the endpoint.",
+                &i.sent,
+            ),
+            (
+                "heimdall_agent_remote_write_dropped_batches_total",
+                "Batches dropped: rejected with a 4xx or over the buffer cap.",
+                &i.dropped,
+            ),
+            (
+                "heimdall_agent_remote_write_retries_total",
+                "Failed sends that were retried.",
+                &i.retries,
+            ),
         ] {
-            out.add(name, help, MetricType::Counter, &url, c.load(Ordering::Relaxed) as f64);
+            out.add(
+                name,
+                help,
+                MetricType::Counter,
+                &url,
+                c.load(Ordering::Relaxed) as f64,
+            );
         }
     }
 
@@ -322,5 +372,235 @@ impl RemoteWriteForwarder {
 
     fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Batch>> {
         self.inner.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+
+    use super::*;
+    use crate::exposition::Families;
+
+    /// What the test receiver recorded per accepted request: body, tenant header, authorization.
+    type Received = (WriteRequest, Option<String>, Option<String>);
+
+    /// A receiver that answers with the next status of `script` (then 204) and records what it got.
+    #[derive(Clone, Default)]
+    struct Receiver {
+        script: Arc<StdMutex<VecDeque<u16>>>,
+        got: Arc<StdMutex<Vec<Received>>>,
+    }
+
+    async fn start(rx: Receiver) -> String {
+        let app = axum::Router::new().route(
+            "/api/v1/push",
+            post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let rx = rx.clone();
+                async move {
+                    let status = rx.script.lock().unwrap().pop_front().unwrap_or(204);
+                    if status == 204 {
+                        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+                        let req = WriteRequest::decode(raw.as_slice()).unwrap();
+                        let h = |k: &str| headers.get(k).map(|v| v.to_str().unwrap().to_string());
+                        rx.got
+                            .lock()
+                            .unwrap()
+                            .push((req, h("x-scope-orgid"), h("authorization")));
+                    }
+                    StatusCode::from_u16(status).unwrap()
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        format!("http://{addr}/api/v1/push")
+    }
+
+    fn cfg(url: &str) -> RemoteWriteConfig {
+        RemoteWriteConfig {
+            url: url.into(),
+            tenant: Some("t1".into()),
+            bearer_token: Some("secret".into()),
+            min_backoff: common::config::Duration::from_millis(10),
+            max_backoff: common::config::Duration::from_millis(40),
+            ..Default::default()
+        }
+    }
+
+    fn req(v: f64) -> WriteRequest {
+        let mut f = Families::new();
+        f.gauge("node_load1", "1m load average.", v);
+        to_write_request(&f, 1000, &[("job".into(), "node".into())])
+    }
+
+    async fn wait(mut f: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("condition not reached");
+    }
+
+    #[test]
+    fn write_request_labels_sorted_with_extras() {
+        let mut f = Families::new();
+        f.add(
+            "m",
+            "h",
+            MetricType::Gauge,
+            &[("job", "own"), ("a", "1")],
+            2.0,
+        );
+        let r = to_write_request(
+            &f,
+            5,
+            &[("job".into(), "x".into()), ("instance".into(), "h".into())],
+        );
+        let names: Vec<(&str, &str)> = r.timeseries[0]
+            .labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("__name__", "m"),
+                ("a", "1"),
+                ("instance", "h"),
+                ("job", "own")
+            ]
+        );
+        assert_eq!(
+            r.timeseries[0].samples,
+            vec![Sample {
+                value: 2.0,
+                timestamp: 5
+            }]
+        );
+        assert_eq!(r.metadata.len(), 1);
+        assert_eq!(r.metadata[0].metric_family_name, "m");
+        assert_eq!(r.metadata[0].help, "h");
+        assert_eq!(r.metadata[0].r#type, 2);
+    }
+
+    #[tokio::test]
+    async fn retries_5xx_and_429_drops_4xx_and_acks() {
+        let rx = Receiver::default();
+        rx.script.lock().unwrap().extend([500, 429, 204, 400]);
+        let url = start(rx.clone()).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let fwd = RemoteWriteForwarder::open(cfg(&url), tmp.path()).unwrap();
+        let task = tokio::spawn(fwd.clone().run());
+        fwd.enqueue(&req(1.0)).await.unwrap();
+        fwd.enqueue(&req(2.0)).await.unwrap();
+        fwd.enqueue(&req(3.0)).await.unwrap();
+        wait(|| fwd.pending() == 0).await;
+        task.abort();
+        let got = rx.got.lock().unwrap();
+        // Batch 1 after two retries; batch 2 rejected with 400 and dropped; batch 3 sent.
+        let values: Vec<f64> = got
+            .iter()
+            .map(|(r, _, _)| r.timeseries[0].samples[0].value)
+            .collect();
+        assert_eq!(values, vec![1.0, 3.0]);
+        assert_eq!(got[0].1.as_deref(), Some("t1"));
+        assert_eq!(got[0].2.as_deref(), Some("Bearer secret"));
+        let mut m = Families::new();
+        fwd.add_metrics(&mut m);
+        let l = [("url", url.as_str())];
+        assert_eq!(
+            m.value("heimdall_agent_remote_write_retries_total", &l),
+            Some(2.0)
+        );
+        assert_eq!(
+            m.value("heimdall_agent_remote_write_dropped_batches_total", &l),
+            Some(1.0)
+        );
+        assert_eq!(
+            m.value("heimdall_agent_remote_write_sent_batches_total", &l),
+            Some(2.0)
+        );
+        // Acknowledged segments are gone from disk.
+        let segs = std::fs::read_dir(tmp.path().join("remote_write/wal"))
+            .unwrap()
+            .count();
+        assert_eq!(segs, 1, "only the active segment remains");
+    }
+
+    #[tokio::test]
+    async fn unacknowledged_batches_survive_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Nothing listens on this port: every send fails, nothing is acknowledged.
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}/api/v1/push", l.local_addr().unwrap())
+        };
+        {
+            let fwd = RemoteWriteForwarder::open(cfg(&dead), tmp.path()).unwrap();
+            let task = tokio::spawn(fwd.clone().run());
+            for v in [1.0, 2.0, 3.0] {
+                fwd.enqueue(&req(v)).await.unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            assert_eq!(fwd.pending(), 3);
+            task.abort();
+            let _ = task.await;
+        }
+        let rx = Receiver::default();
+        let url = start(rx.clone()).await;
+        {
+            let fwd = RemoteWriteForwarder::open(cfg(&url), tmp.path()).unwrap();
+            assert_eq!(fwd.pending(), 3);
+            let task = tokio::spawn(fwd.clone().run());
+            wait(|| fwd.pending() == 0).await;
+            task.abort();
+            let _ = task.await;
+        }
+        let values: Vec<f64> = rx
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(r, _, _)| r.timeseries[0].samples[0].value)
+            .collect();
+        assert_eq!(values, vec![1.0, 2.0, 3.0]);
+        // Everything acknowledged: a third start has nothing to send.
+        let fwd = RemoteWriteForwarder::open(cfg(&url), tmp.path()).unwrap();
+        assert_eq!(fwd.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn data_dir_is_exclusive() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = RemoteWriteForwarder::open(cfg("http://127.0.0.1:9/x"), tmp.path()).unwrap();
+        let err = RemoteWriteForwarder::open(cfg("http://127.0.0.1:9/x"), tmp.path())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(a);
+        RemoteWriteForwarder::open(cfg("http://127.0.0.1:9/x"), tmp.path()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn buffer_cap_drops_oldest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c = cfg("http://127.0.0.1:9/api/v1/push");
+        c.max_buffer_bytes = 1;
+        let fwd = RemoteWriteForwarder::open(c, tmp.path()).unwrap();
+        for v in [1.0, 2.0, 3.0] {
+            fwd.enqueue(&req(v)).await.unwrap();
+        }
+        // Only the newest batch is kept.
+        assert_eq!(fwd.pending(), 1);
+        drop(fwd);
+        let fwd = RemoteWriteForwarder::open(cfg("http://127.0.0.1:9/x"), tmp.path()).unwrap();
+        assert_eq!(fwd.pending(), 1);
     }
 }

@@ -134,3 +134,45 @@ pub async fn run(
     tracing::info!(listen = %cfg.listen, remote_write = ?cfg.remote_write.as_ref().map(|r| &r.url), "agent started");
     agent.serve(listener, shutdown).await
 }
+
+/// The agent inside `heimdall up`: collect this host every 15 s and remote_write to the local
+/// server at `server_http` (tenant `anonymous`), buffering under `data_dir`; also serve the agent's
+/// `/metrics` on `listen` when that port is free. Returns the agent (keep it alive) and the URL of
+/// its `/metrics`, if bound.
+pub async fn start_local(
+    server_http: &str,
+    data_dir: &std::path::Path,
+    listen: &str,
+) -> Result<(Agent, Option<String>), Error> {
+    let server = server_http.replace("0.0.0.0", "127.0.0.1");
+    let cfg = AgentConfig {
+        listen: listen.into(),
+        data_dir: data_dir.to_path_buf(),
+        remote_write: Some(crate::RemoteWriteConfig {
+            url: format!("http://{server}/api/v1/write"),
+            tenant: Some("anonymous".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut agent = Agent::start(&cfg)?;
+    let url = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => {
+            let router = agent.router();
+            agent.tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, router).await {
+                    tracing::warn!(error = %e, "agent http server stopped");
+                }
+            }));
+            Some(format!(
+                "http://{}/metrics",
+                listen.replace("0.0.0.0", "127.0.0.1")
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(listen, error = %e, "agent /metrics not served; node metrics still go to the server");
+            None
+        }
+    };
+    Ok((agent, url))
+}

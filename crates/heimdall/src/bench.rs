@@ -16,11 +16,16 @@ use clap::Subcommand;
 use prost::Message;
 use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 
+mod query;
+pub use query::QueryArgs;
+
 /// Benchmarks.
 #[derive(Subcommand)]
 pub enum BenchCmd {
     /// Remote-write ingest: N series × M samples to each target, one process per target.
     Ingest(IngestArgs),
+    /// Query latency: dashboard-shaped range queries on the same data in heimdall and Prometheus.
+    Query(QueryArgs),
 }
 
 /// Arguments of `bench ingest`.
@@ -50,6 +55,7 @@ pub struct IngestArgs {
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Ingest(a) => ingest(a).await,
+        BenchCmd::Query(a) => query::run(a).await,
     }
 }
 
@@ -225,7 +231,8 @@ fn spawn(cmd: &mut Command, log: &Path) -> anyhow::Result<Child> {
         .spawn()?)
 }
 
-async fn start_heimdall(root: &Path) -> anyhow::Result<Target> {
+/// Starts heimdall with `extra_yaml` appended to the benchmark config (auth off, limits off).
+async fn start_heimdall(root: &Path, extra_yaml: &str) -> anyhow::Result<Target> {
     let port = free_port()?;
     let data = root.join("heimdall");
     std::fs::create_dir_all(&data)?;
@@ -233,7 +240,7 @@ async fn start_heimdall(root: &Path) -> anyhow::Result<Target> {
     std::fs::write(
         &cfg,
         format!(
-            "auth:\n  enabled: false\nstorage:\n  data_dir: {}\nlimits:\n  ingestion_rate: 0\n  max_active_series: 0\n",
+            "auth:\n  enabled: false\nlimits:\n  ingestion_rate: 0\n  max_active_series: 0\nstorage:\n  data_dir: {}\n{extra_yaml}",
             data.join("data").display()
         ),
     )?;
@@ -261,12 +268,16 @@ async fn start_heimdall(root: &Path) -> anyhow::Result<Target> {
     })
 }
 
-async fn start_prometheus(root: &Path) -> anyhow::Result<Target> {
+/// Starts Prometheus (remote-write receiver on) with `extra_yaml` appended to its config.
+async fn start_prometheus(root: &Path, extra_yaml: &str) -> anyhow::Result<Target> {
     let port = free_port()?;
     let data = root.join("prometheus");
     std::fs::create_dir_all(&data)?;
     let cfg = data.join("prometheus.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n")?;
+    std::fs::write(
+        &cfg,
+        format!("global:\n  scrape_interval: 1h\n{extra_yaml}"),
+    )?;
     let child = spawn(
         Command::new("prometheus")
             .arg(format!("--config.file={}", cfg.display()))
@@ -442,11 +453,11 @@ async fn ingest(a: IngestArgs) -> anyhow::Result<()> {
             .unwrap_or(false)
     };
     {
-        let target = start_heimdall(&root).await?;
+        let target = start_heimdall(&root, "").await?;
         results.push(drive(&target, &shards, &a).await?);
     }
     if !a.no_peers && which("prometheus") {
-        let target = start_prometheus(&root).await?;
+        let target = start_prometheus(&root, "").await?;
         results.push(drive(&target, &shards, &a).await?);
     }
     if !a.no_peers && which("victoria-metrics") {

@@ -45,6 +45,12 @@ enum Cmd {
     Server(ServeFlags),
     /// Local all-in-one: server with auth off (tenant `anonymous`) and data in ./heimdall-data.
     Up(ServeFlags),
+    /// Node agent: host metrics on `/metrics` (port 12345), forwarded by remote_write.
+    Agent {
+        /// YAML agent config (an empty file or none: collect this host, serve /metrics only).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Print the version.
     Version,
     /// Configuration helpers.
@@ -120,7 +126,7 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-fn print_up_banner(cfg: &Config) {
+fn print_up_banner(cfg: &Config, node_agent: &str) {
     let http = cfg.server.http_listen.replace("0.0.0.0", "127.0.0.1");
     println!(
         "heimdall {} is up — data in {}\n\
@@ -128,6 +134,7 @@ fn print_up_banner(cfg: &Config) {
          \n  OTLP gRPC:                     {}\
          \n  OTLP HTTP:                     http://{http}/v1/metrics\
          \n  Health / own metrics:          http://{http}/ready  http://{http}/metrics\
+         \n  Node agent (this host):        {node_agent}  → node_* series every 15s\
          \n\nGrafana datasource provisioning (save as provisioning/datasources/heimdall.yaml):\n\
          \napiVersion: 1\ndatasources:\n  - name: heimdall-metrics\n    type: prometheus\n    access: proxy\n    url: http://{http}/prometheus\n    jsonData:\n      httpMethod: POST\n",
         server::ops::VERSION,
@@ -174,9 +181,27 @@ fn main() -> anyhow::Result<()> {
             let cfg = load_config(&f, true)?;
             rt.block_on(async {
                 let s = server::build(cfg.clone()).await?;
-                print_up_banner(&cfg);
+                // The node agent is a convenience of `up`: if it cannot start, the server still runs.
+                let (_node_agent, agent_url) = match agent::run::start_local(
+                    &cfg.server.http_listen,
+                    &cfg.storage.data_dir.join("agent"),
+                    "127.0.0.1:12345",
+                )
+                .await
+                {
+                    Ok((a, url)) => (Some(a), url.unwrap_or_else(|| "(port 12345 busy)".into())),
+                    Err(e) => (None, format!("not running: {e}")),
+                };
+                print_up_banner(&cfg, &agent_url);
                 s.serve(shutdown_signal()).await
             })?;
+        }
+        Cmd::Agent { config } => {
+            let cfg = match &config {
+                Some(p) => agent::AgentConfig::load(p)?,
+                None => agent::AgentConfig::default(),
+            };
+            rt.block_on(agent::run::run(cfg, shutdown_signal()))?;
         }
         Cmd::Bench { cmd } => rt.block_on(bench::run(cmd))?,
     }

@@ -31,6 +31,8 @@ const TOKEN: &str = "prom-secret";
 const TENANT: &str = "prom";
 const STEP_MS: i64 = 15_000;
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+/// Evaluations whose Prometheus result was not empty (so the comparison was not vacuous).
+static NON_EMPTY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 struct Target {
     name: &'static str,
@@ -110,7 +112,11 @@ fn synthetic(start: i64) -> Vec<Owned> {
             })
             .collect();
         out.push((
-            l(&[("__name__", "syn_temperature"), ("job", job), ("instance", inst)]),
+            l(&[
+                ("__name__", "syn_temperature"),
+                ("job", job),
+                ("instance", inst),
+            ]),
             s,
         ));
         // Gauge that goes stale (explicit marker) at 30 min and comes back at 40 min.
@@ -123,7 +129,11 @@ fn synthetic(start: i64) -> Vec<Owned> {
             }
         }
         out.push((
-            l(&[("__name__", "syn_queue_length"), ("job", job), ("instance", inst)]),
+            l(&[
+                ("__name__", "syn_queue_length"),
+                ("job", job),
+                ("instance", inst),
+            ]),
             s,
         ));
         // A series that ends for good (stale marker) at 50 min.
@@ -238,7 +248,11 @@ fn push_all(data: &[Owned], heimdall: &str, prom: &str) {
             .send()
             .unwrap();
         let s = r.status().as_u16();
-        assert!(s < 300, "prometheus push: {s} {}", r.text().unwrap_or_default());
+        assert!(
+            s < 300,
+            "prometheus push: {s} {}",
+            r.text().unwrap_or_default()
+        );
     }
 }
 
@@ -309,9 +323,12 @@ fn float_eq(a: f64, b: f64) -> bool {
     d <= 1e-12 || d <= 1e-9 * a.abs().max(b.abs())
 }
 
-/// A `[ts, "value"]` pair equal on both sides.
+/// A `[ts, "value"]` pair equal on both sides; bit-identical values must also be formatted
+/// identically (Prometheus formats with Go's `strconv.FormatFloat(v, 'f', -1, 64)`).
 fn point_eq(a: &Value, b: &Value) -> bool {
-    a[0].as_f64() == b[0].as_f64() && float_eq(parse_value(&a[1]), parse_value(&b[1]))
+    let (x, y) = (parse_value(&a[1]), parse_value(&b[1]));
+    let same_text = x.to_bits() != y.to_bits() || a[1] == b[1];
+    a[0].as_f64() == b[0].as_f64() && float_eq(x, y) && same_text
 }
 
 fn sorted_by_metric(v: &Value) -> Vec<Value> {
@@ -367,10 +384,7 @@ fn compare(query: &str, ours: &Value, theirs: &Value) -> Result<(), String> {
                 }
                 if rt == "vector" {
                     if !point_eq(&x["value"], &y["value"]) {
-                        return Err(format!(
-                            "{}: {} vs {}",
-                            x["metric"], x["value"], y["value"]
-                        ));
+                        return Err(format!("{}: {} vs {}", x["metric"], x["value"], y["value"]));
                     }
                 } else {
                     let (pa, pb) = (
@@ -412,6 +426,10 @@ fn run_one(
     p.extend(params.iter().cloned());
     let (sa, a) = ours.get(path, &p);
     let (sb, b) = theirs.get(path, &p);
+    let r = &b["data"]["result"];
+    if r.as_array().is_some_and(|v| !v.is_empty()) || r.is_string() || r[1].is_string() {
+        NON_EMPTY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     if sa != sb {
         return Err(format!(
             "status {sa} vs {sb}: {} / {}",
@@ -423,7 +441,10 @@ fn run_one(
         return if a["errorType"] == b["errorType"] {
             Ok(())
         } else {
-            Err(format!("errorType {} vs {}", a["errorType"], b["errorType"]))
+            Err(format!(
+                "errorType {} vs {}",
+                a["errorType"], b["errorType"]
+            ))
         };
     }
     compare(query, &a["data"], &b["data"])
@@ -529,10 +550,7 @@ fn promql_matches_prometheus() {
 
     // Let Prometheus scrape for a while, then find its scrape phase.
     std::thread::sleep(Duration::from_secs(40));
-    let (_, raw) = theirs.get(
-        "/api/v1/query",
-        &[("query", "node_load1[10s]".to_string())],
-    );
+    let (_, raw) = theirs.get("/api/v1/query", &[("query", "node_load1[10s]".to_string())]);
     let scrape_phase = raw["data"]["result"][0]["values"][0][0]
         .as_f64()
         .map(|t| ((t * 1000.0).round() as i64).rem_euclid(1000))
@@ -570,9 +588,21 @@ fn promql_matches_prometheus() {
         .collect();
     let live_times = [live_end, live_end - 7_000, live_end - 20_000];
     let syn_ranges = [
-        (start + 21 * 60_000 + offset, start + 57 * 60_000 + offset, "15"),
-        (start + 22 * 60_000 + offset, start + 57 * 60_000 + offset, "60"),
-        (start + 25 * 60_000 + offset, start + 55 * 60_000 + offset, "131"),
+        (
+            start + 21 * 60_000 + offset,
+            start + 57 * 60_000 + offset,
+            "15",
+        ),
+        (
+            start + 22 * 60_000 + offset,
+            start + 57 * 60_000 + offset,
+            "60",
+        ),
+        (
+            start + 25 * 60_000 + offset,
+            start + 55 * 60_000 + offset,
+            "131",
+        ),
     ];
     let live_ranges = [
         (live_end - 30_000, live_end, "1"),
@@ -597,7 +627,11 @@ fn promql_matches_prometheus() {
         }
     }
     for q in &c.range {
-        let ranges: &[(i64, i64, &str)] = if is_live(q) { &live_ranges } else { &syn_ranges };
+        let ranges: &[(i64, i64, &str)] = if is_live(q) {
+            &live_ranges
+        } else {
+            &syn_ranges
+        };
         for (s, e, step) in ranges {
             let r = run_one(
                 &ours,
@@ -610,7 +644,11 @@ fn promql_matches_prometheus() {
                     ("step", step.to_string()),
                 ],
             );
-            record(q, format!("range {}..{} step {step}", secs(*s), secs(*e)), r);
+            record(
+                q,
+                format!("range {}..{} step {step}", secs(*s), secs(*e)),
+                r,
+            );
         }
     }
     // Failing queries grouped by query.
@@ -621,12 +659,13 @@ fn promql_matches_prometheus() {
     let mut summary = String::new();
     writeln!(
         summary,
-        "promql differential vs {}: {} queries ({} instant-only, {} range), {} excluded; {compared} evaluations compared, {equal} equal, {} failed ({} queries)",
+        "promql differential vs {}: {} queries ({} instant-only, {} range), {} excluded; {compared} evaluations compared ({} with a non-empty result), {equal} equal, {} failed ({} queries)",
         theirs.name,
         c.instant.len() + c.range.len(),
         c.instant.len(),
         c.range.len(),
         c.excluded.len(),
+        NON_EMPTY.load(std::sync::atomic::Ordering::Relaxed),
         failures.len(),
         failing_queries.len()
     )
@@ -638,7 +677,12 @@ fn promql_matches_prometheus() {
     if std::env::var("PROMQL_DIFF_SUMMARY").is_ok() {
         std::fs::write(std::env::var("PROMQL_DIFF_SUMMARY").unwrap(), &summary).unwrap();
     }
-    assert!(failures.is_empty(), "{} mismatches vs {}", failures.len(), ours.name);
+    assert!(
+        failures.is_empty(),
+        "{} mismatches vs {}",
+        failures.len(),
+        ours.name
+    );
 }
 
 /// Grafana's "Save & test": an instant `1+1` at time=4 through POST form, then buildinfo.
@@ -663,47 +707,89 @@ fn grafana_save_and_test(ours: &Target) {
     assert_eq!(v["status"], "success", "{v}");
 }
 
+/// (path, parameters, whether the message must equal Prometheus').
+type ErrorCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, bool);
+
 /// Query-API error shapes: status code and errorType as Prometheus, and its message where the
 /// message does not carry a parser position.
 fn error_shapes(ours: &Target, theirs: &Target) {
-    let cases: Vec<(&str, Vec<(&str, &str)>, bool)> = vec![
+    let cases: Vec<ErrorCase> = vec![
         (
             "/api/v1/query_range",
-            vec![("query", "up"), ("start", "10"), ("end", "20"), ("step", "0")],
+            vec![
+                ("query", "up"),
+                ("start", "10"),
+                ("end", "20"),
+                ("step", "0"),
+            ],
             true,
         ),
         (
             "/api/v1/query_range",
-            vec![("query", "up"), ("start", "10"), ("end", "20"), ("step", "-5")],
+            vec![
+                ("query", "up"),
+                ("start", "10"),
+                ("end", "20"),
+                ("step", "-5"),
+            ],
             true,
         ),
         (
             "/api/v1/query_range",
-            vec![("query", "up"), ("start", "20"), ("end", "10"), ("step", "1")],
+            vec![
+                ("query", "up"),
+                ("start", "20"),
+                ("end", "10"),
+                ("step", "1"),
+            ],
             true,
         ),
         (
             "/api/v1/query_range",
-            vec![("query", "up"), ("start", "0"), ("end", "11001"), ("step", "1")],
+            vec![
+                ("query", "up"),
+                ("start", "0"),
+                ("end", "11001"),
+                ("step", "1"),
+            ],
             true,
         ),
         (
             "/api/v1/query_range",
-            vec![("query", "up"), ("start", "10"), ("end", "20"), ("step", "abc")],
+            vec![
+                ("query", "up"),
+                ("start", "10"),
+                ("end", "20"),
+                ("step", "abc"),
+            ],
             false,
         ),
         (
             "/api/v1/query_range",
-            vec![("query", "up"), ("start", "abc"), ("end", "20"), ("step", "1")],
+            vec![
+                ("query", "up"),
+                ("start", "abc"),
+                ("end", "20"),
+                ("step", "1"),
+            ],
             false,
         ),
         ("/api/v1/query", vec![("query", "sum(up")], false),
         ("/api/v1/query", vec![("query", "up{")], false),
         ("/api/v1/query", vec![("query", "rate(up)")], false),
-        ("/api/v1/query", vec![("query", "up"), ("time", "abc")], false),
+        (
+            "/api/v1/query",
+            vec![("query", "up"), ("time", "abc")],
+            false,
+        ),
         (
             "/api/v1/query_range",
-            vec![("query", "up["), ("start", "10"), ("end", "20"), ("step", "1")],
+            vec![
+                ("query", "up["),
+                ("start", "10"),
+                ("end", "20"),
+                ("step", "1"),
+            ],
             false,
         ),
     ];
@@ -713,7 +799,10 @@ fn error_shapes(ours: &Target, theirs: &Target) {
         let (sb, b) = theirs.get(path, &p);
         assert_eq!(sa, sb, "{path} {params:?}: status\n{a}\n{b}");
         assert_eq!(sa, 400, "{path} {params:?}: {a}");
-        assert_eq!(a["errorType"], b["errorType"], "{path} {params:?}\n{a}\n{b}");
+        assert_eq!(
+            a["errorType"], b["errorType"],
+            "{path} {params:?}\n{a}\n{b}"
+        );
         assert_eq!(a["status"], "error");
         if same_message {
             assert_eq!(a["error"], b["error"], "{path} {params:?}");

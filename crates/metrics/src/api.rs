@@ -662,7 +662,7 @@ async fn remote_write_handler(
     let fail = |e: Error| {
         plain(
             StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-            e.to_string(),
+            format!("{e} (tenant {tenant})"),
         )
     };
     let mut raw = Vec::new();
@@ -764,8 +764,8 @@ fn otlp_response(json_ct: bool, resp: ExportMetricsServiceResponse) -> Response 
     (StatusCode::OK, [(header::CONTENT_TYPE, ct)], body).into_response()
 }
 
-/// An OTLP failure: `google.rpc.Status` in the request's encoding.
-fn otlp_error(json_ct: bool, e: &Error) -> Response {
+/// An OTLP failure: `google.rpc.Status` in the request's encoding; the message names the tenant.
+fn otlp_error(json_ct: bool, e: &Error, tenant: &TenantId) -> Response {
     use prost::Message;
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     // gRPC codes: INVALID_ARGUMENT 3, RESOURCE_EXHAUSTED 8, INTERNAL 13.
@@ -774,7 +774,7 @@ fn otlp_error(json_ct: bool, e: &Error) -> Response {
         429 => 8,
         _ => 13,
     };
-    let message = e.to_string();
+    let message = format!("{e} (tenant {tenant})");
     let (ct, body) = if json_ct {
         (
             "application/json",
@@ -844,11 +844,11 @@ async fn otlp_handler(
         &api.cfg,
     ) {
         Ok(d) => d,
-        Err(e) => return otlp_error(json_ct, &e),
+        Err(e) => return otlp_error(json_ct, &e, &tenant),
     };
     match ingest_otlp(&api, &tenant, decoded).await {
         Ok(resp) => otlp_response(json_ct, resp),
-        Err(e) => otlp_error(json_ct, &e),
+        Err(e) => otlp_error(json_ct, &e, &tenant),
     }
 }
 

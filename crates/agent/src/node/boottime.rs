@@ -8,7 +8,11 @@ use crate::Error;
 pub(crate) fn collect(ctx: &Ctx, out: &mut Families) -> Result<(), Error> {
     let path = ctx.proc("stat");
     let s = stat::parse(&path, &read(&path)?)?;
-    out.gauge("node_boot_time_seconds", "Node boot time, in unixtime.", s.btime);
+    out.gauge(
+        "node_boot_time_seconds",
+        "Node boot time, in unixtime.",
+        s.btime,
+    );
     Ok(())
 }
 

@@ -17,7 +17,9 @@ const USER_HZ: f64 = 100.0;
 /// An idle drop this large means hotplug: reset instead of clamping.
 const JUMP_BACK_SECONDS: f64 = 3.0;
 /// Modes in /proc/stat column order, followed by guest and guest_nice.
-const MODES: [&str; 8] = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
+const MODES: [&str; 8] = [
+    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
+];
 
 /// Times of one CPU in seconds: the 8 [`MODES`], then guest, guest_nice.
 pub type CpuTimes = [f64; 10];
@@ -134,7 +136,8 @@ fn throttles(ctx: &Ctx, out: &mut Families) {
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return;
     };
-    let read_u64 = |p: &Path| -> Option<u64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
+    let read_u64 =
+        |p: &Path| -> Option<u64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
     let mut cpus: Vec<_> = entries
         .filter_map(|e| e.ok())
         .filter(|e| {
@@ -204,12 +207,18 @@ mod tests {
         assert_eq!(v("1", "steal"), Some(0.15));
         assert_eq!(v("2", "user"), None);
         assert_eq!(
-            out.value("node_cpu_guest_seconds_total", &[("cpu", "0"), ("mode", "nice")]),
+            out.value(
+                "node_cpu_guest_seconds_total",
+                &[("cpu", "0"), ("mode", "nice")]
+            ),
             Some(0.02)
         );
         assert_eq!(out.get("node_cpu_seconds_total").unwrap().series.len(), 16);
         assert_eq!(
-            out.value("node_cpu_core_throttles_total", &[("package", "0"), ("core", "1")]),
+            out.value(
+                "node_cpu_core_throttles_total",
+                &[("package", "0"), ("core", "1")]
+            ),
             Some(6.0)
         );
         assert_eq!(
@@ -240,7 +249,10 @@ mod tests {
         let p = Path::new("isolated");
         assert!(parse_cpu_list(p, "\n").unwrap().is_empty());
         assert_eq!(
-            parse_cpu_list(p, "0-2,5\n").unwrap().into_iter().collect::<Vec<_>>(),
+            parse_cpu_list(p, "0-2,5\n")
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
             vec![0, 1, 2, 5]
         );
     }

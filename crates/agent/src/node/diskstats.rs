@@ -51,24 +51,109 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<DiskStat>, Error> {
 
 /// (name, help, type, scale) per /proc/diskstats column, node_exporter's order.
 const COLUMNS: [(&str, &str, MetricType, f64); 17] = [
-    ("node_disk_reads_completed_total", "The total number of reads completed successfully.", MetricType::Counter, 1.0),
-    ("node_disk_reads_merged_total", "The total number of reads merged.", MetricType::Counter, 1.0),
-    ("node_disk_read_bytes_total", "The total number of bytes read successfully.", MetricType::Counter, SECTOR),
-    ("node_disk_read_time_seconds_total", "The total number of seconds spent by all reads.", MetricType::Counter, MS),
-    ("node_disk_writes_completed_total", "The total number of writes completed successfully.", MetricType::Counter, 1.0),
-    ("node_disk_writes_merged_total", "The number of writes merged.", MetricType::Counter, 1.0),
-    ("node_disk_written_bytes_total", "The total number of bytes written successfully.", MetricType::Counter, SECTOR),
-    ("node_disk_write_time_seconds_total", "This is the total number of seconds spent by all writes.", MetricType::Counter, MS),
-    ("node_disk_io_now", "The number of I/Os currently in progress.", MetricType::Gauge, 1.0),
-    ("node_disk_io_time_seconds_total", "Total seconds spent doing I/Os.", MetricType::Counter, MS),
-    ("node_disk_io_time_weighted_seconds_total", "The weighted # of seconds spent doing I/Os.", MetricType::Counter, MS),
-    ("node_disk_discards_completed_total", "The total number of discards completed successfully.", MetricType::Counter, 1.0),
-    ("node_disk_discards_merged_total", "The total number of discards merged.", MetricType::Counter, 1.0),
+    (
+        "node_disk_reads_completed_total",
+        "The total number of reads completed successfully.",
+        MetricType::Counter,
+        1.0,
+    ),
+    (
+        "node_disk_reads_merged_total",
+        "The total number of reads merged.",
+        MetricType::Counter,
+        1.0,
+    ),
+    (
+        "node_disk_read_bytes_total",
+        "The total number of bytes read successfully.",
+        MetricType::Counter,
+        SECTOR,
+    ),
+    (
+        "node_disk_read_time_seconds_total",
+        "The total number of seconds spent by all reads.",
+        MetricType::Counter,
+        MS,
+    ),
+    (
+        "node_disk_writes_completed_total",
+        "The total number of writes completed successfully.",
+        MetricType::Counter,
+        1.0,
+    ),
+    (
+        "node_disk_writes_merged_total",
+        "The number of writes merged.",
+        MetricType::Counter,
+        1.0,
+    ),
+    (
+        "node_disk_written_bytes_total",
+        "The total number of bytes written successfully.",
+        MetricType::Counter,
+        SECTOR,
+    ),
+    (
+        "node_disk_write_time_seconds_total",
+        "This is the total number of seconds spent by all writes.",
+        MetricType::Counter,
+        MS,
+    ),
+    (
+        "node_disk_io_now",
+        "The number of I/Os currently in progress.",
+        MetricType::Gauge,
+        1.0,
+    ),
+    (
+        "node_disk_io_time_seconds_total",
+        "Total seconds spent doing I/Os.",
+        MetricType::Counter,
+        MS,
+    ),
+    (
+        "node_disk_io_time_weighted_seconds_total",
+        "The weighted # of seconds spent doing I/Os.",
+        MetricType::Counter,
+        MS,
+    ),
+    (
+        "node_disk_discards_completed_total",
+        "The total number of discards completed successfully.",
+        MetricType::Counter,
+        1.0,
+    ),
+    (
+        "node_disk_discards_merged_total",
+        "The total number of discards merged.",
+        MetricType::Counter,
+        1.0,
+    ),
     // node_exporter exports discarded sectors unscaled.
-    ("node_disk_discarded_sectors_total", "The total number of sectors discarded successfully.", MetricType::Counter, 1.0),
-    ("node_disk_discard_time_seconds_total", "This is the total number of seconds spent by all discards.", MetricType::Counter, MS),
-    ("node_disk_flush_requests_total", "The total number of flush requests completed successfully", MetricType::Counter, 1.0),
-    ("node_disk_flush_requests_time_seconds_total", "This is the total number of seconds spent by all flush requests.", MetricType::Counter, MS),
+    (
+        "node_disk_discarded_sectors_total",
+        "The total number of sectors discarded successfully.",
+        MetricType::Counter,
+        1.0,
+    ),
+    (
+        "node_disk_discard_time_seconds_total",
+        "This is the total number of seconds spent by all discards.",
+        MetricType::Counter,
+        MS,
+    ),
+    (
+        "node_disk_flush_requests_total",
+        "The total number of flush requests completed successfully",
+        MetricType::Counter,
+        1.0,
+    ),
+    (
+        "node_disk_flush_requests_time_seconds_total",
+        "This is the total number of seconds spent by all flush requests.",
+        MetricType::Counter,
+        MS,
+    ),
 ];
 
 /// Reads `E:KEY=value` properties of a block device from the udev database.
@@ -145,9 +230,21 @@ pub(crate) fn collect(ctx: &Ctx, out: &mut Families) -> Result<(), Error> {
         }
         if !p("ID_ATA").is_empty() {
             for (key, name, help) in [
-                ("ID_ATA_WRITE_CACHE", "node_disk_ata_write_cache", "ATA disk has a write cache."),
-                ("ID_ATA_WRITE_CACHE_ENABLED", "node_disk_ata_write_cache_enabled", "ATA disk has its write cache enabled."),
-                ("ID_ATA_ROTATION_RATE_RPM", "node_disk_ata_rotation_rate_rpm", "ATA disk rotation rate in RPMs (0 for SSDs)."),
+                (
+                    "ID_ATA_WRITE_CACHE",
+                    "node_disk_ata_write_cache",
+                    "ATA disk has a write cache.",
+                ),
+                (
+                    "ID_ATA_WRITE_CACHE_ENABLED",
+                    "node_disk_ata_write_cache_enabled",
+                    "ATA disk has its write cache enabled.",
+                ),
+                (
+                    "ID_ATA_ROTATION_RATE_RPM",
+                    "node_disk_ata_rotation_rate_rpm",
+                    "ATA disk rotation rate in RPMs (0 for SSDs).",
+                ),
             ] {
                 if let Some(v) = info.get(key).and_then(|v| v.parse::<f64>().ok()) {
                     out.add(name, help, MetricType::Gauge, &[("device", dev)], v);
@@ -173,13 +270,25 @@ mod tests {
         assert_eq!(v("node_disk_reads_completed_total", "sda1"), None);
         assert_eq!(v("node_disk_reads_completed_total", "loop0"), None);
         assert_eq!(v("node_disk_reads_completed_total", "nvme0n1p1"), None);
-        assert_eq!(v("node_disk_read_bytes_total", "sda"), Some(40000.0 * 512.0));
+        assert_eq!(
+            v("node_disk_read_bytes_total", "sda"),
+            Some(40000.0 * 512.0)
+        );
         assert_eq!(v("node_disk_read_time_seconds_total", "sda"), Some(1.5));
-        assert_eq!(v("node_disk_written_bytes_total", "sda"), Some(80000.0 * 512.0));
+        assert_eq!(
+            v("node_disk_written_bytes_total", "sda"),
+            Some(80000.0 * 512.0)
+        );
         assert_eq!(v("node_disk_io_now", "sda"), Some(1.0));
-        assert_eq!(v("node_disk_io_time_weighted_seconds_total", "sda"), Some(4.1));
+        assert_eq!(
+            v("node_disk_io_time_weighted_seconds_total", "sda"),
+            Some(4.1)
+        );
         assert_eq!(v("node_disk_discarded_sectors_total", "sda"), Some(4096.0));
-        assert_eq!(v("node_disk_flush_requests_time_seconds_total", "sda"), Some(0.06));
+        assert_eq!(
+            v("node_disk_flush_requests_time_seconds_total", "sda"),
+            Some(0.06)
+        );
         // Old kernel line (11 stats): no discard or flush series.
         assert_eq!(v("node_disk_io_time_seconds_total", "nvme0n1"), Some(0.005));
         assert_eq!(v("node_disk_discards_completed_total", "nvme0n1"), None);
@@ -204,9 +313,15 @@ mod tests {
         );
         assert_eq!(v("node_disk_ata_rotation_rate_rpm", "sda"), Some(0.0));
         assert_eq!(
-            out.get("node_disk_device_mapper_info").unwrap().series.len(),
+            out.get("node_disk_device_mapper_info")
+                .unwrap()
+                .series
+                .len(),
             1
         );
-        assert_eq!(out.get("node_disk_filesystem_info").unwrap().series.len(), 1);
+        assert_eq!(
+            out.get("node_disk_filesystem_info").unwrap().series.len(),
+            1
+        );
     }
 }

@@ -23,7 +23,11 @@ pub(crate) fn collect(ctx: &Ctx, out: &mut Families) -> Result<(), Error> {
         "File descriptor statistics: allocated.",
         alloc,
     );
-    out.gauge("node_filefd_maximum", "File descriptor statistics: maximum.", max);
+    out.gauge(
+        "node_filefd_maximum",
+        "File descriptor statistics: maximum.",
+        max,
+    );
     Ok(())
 }
 
@@ -37,6 +41,9 @@ mod tests {
         let mut out = Families::new();
         collect(&testutil::ctx(), &mut out).unwrap();
         assert_eq!(out.value("node_filefd_allocated", &[]), Some(1920.0));
-        assert_eq!(out.value("node_filefd_maximum", &[]), Some(9.223372036854776e18));
+        assert_eq!(
+            out.value("node_filefd_maximum", &[]),
+            Some(9.223372036854776e18)
+        );
     }
 }

@@ -2,10 +2,13 @@
 //! /proc/mounts), minus node_exporter's excluded mount points and filesystem types, each measured
 //! with statfs(2) through the rootfs prefix.
 //!
-//! Unlike node_exporter there is no stuck-mount watchdog yet: a hung NFS mount blocks this
-//! collector (it runs on a blocking thread, so only the collection is delayed).
+//! Like node_exporter, statfs runs under a watchdog: a mount that does not answer within 5 s (a hung
+//! NFS server) reports `device_error 1` and is skipped until its pending statfs returns.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Mutex, OnceLock};
+use std::time::Duration;
 
 use super::{read, Ctx};
 use crate::exposition::{Families, MetricType};
@@ -58,9 +61,7 @@ pub fn selected(ctx: &Ctx, mounts: Vec<Mount>) -> Vec<Mount> {
             !ctx.mount_points_exclude.is_match(&m.mountpoint)
                 && !ctx.fs_types_exclude.is_match(&m.fstype)
         })
-        .filter(|m| {
-            seen.insert((m.device.clone(), m.mountpoint.clone(), m.fstype.clone()))
-        })
+        .filter(|m| seen.insert((m.device.clone(), m.mountpoint.clone(), m.fstype.clone())))
         .collect()
 }
 
@@ -79,6 +80,53 @@ fn strip_rootfs(rootfs: &Path, mp: &str) -> String {
 
 fn rootfs_path(rootfs: &Path, mp: &str) -> PathBuf {
     rootfs.join(mp.trim_start_matches('/'))
+}
+
+/// How long statfs may take before the mount is marked stuck (node_exporter's `mount-timeout`).
+const MOUNT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Paths whose statfs is still blocked in a watchdog thread.
+fn stuck() -> std::sync::MutexGuard<'static, HashSet<PathBuf>> {
+    static STUCK: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    STUCK
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// [`statfs`] on a helper thread, giving up after `timeout`; `None` on error, timeout or while
+/// an earlier call on the same path is still stuck.
+fn statfs_guarded(path: PathBuf, timeout: Duration) -> Option<[f64; 5]> {
+    if stuck().contains(&path) {
+        return None;
+    }
+    let (tx, rx) = mpsc::channel();
+    let p = path.clone();
+    let spawned = std::thread::Builder::new()
+        .name("statfs".into())
+        .spawn(move || {
+            let _ = tx.send(statfs(&p));
+            // Recovered (or never stuck): monitoring resumes with the next collection.
+            stuck().remove(&p);
+        });
+    if spawned.is_err() {
+        return statfs(&path).ok();
+    }
+    match rx.recv_timeout(timeout) {
+        Ok(r) => r.ok(),
+        Err(_) => {
+            // Hold the set while re-checking so that a statfs finishing right now is not marked.
+            let mut set = stuck();
+            match rx.try_recv() {
+                Ok(r) => r.ok(),
+                Err(_) => {
+                    tracing::warn!(path = %path.display(), timeout = ?timeout, "statfs timed out, mount marked stuck");
+                    set.insert(path);
+                    None
+                }
+            }
+        }
+    }
 }
 
 /// statfs(2) sizes: (size, free, avail, files, files_free).
@@ -107,25 +155,49 @@ pub(crate) fn collect(ctx: &Ctx, out: &mut Families) -> Result<(), Error> {
             ("mountpoint", m.mountpoint.as_str()),
             ("fstype", m.fstype.as_str()),
         ];
-        let stats = statfs(&rootfs_path(&ctx.cfg.rootfs, &m.mountpoint));
+        let stats = statfs_guarded(rootfs_path(&ctx.cfg.rootfs, &m.mountpoint), MOUNT_TIMEOUT);
         out.add(
             "node_filesystem_device_error",
             "Whether an error occurred while getting statistics for the given device.",
             MetricType::Gauge,
             &labels,
-            if stats.is_ok() { 0.0 } else { 1.0 },
+            if stats.is_some() { 0.0 } else { 1.0 },
         );
-        let Ok([size, free, avail, files, files_free]) = stats else {
+        let Some([size, free, avail, files, files_free]) = stats else {
             continue;
         };
         let ro = m.options.split(',').any(|o| o == "ro");
         for (name, help, v) in [
-            ("node_filesystem_size_bytes", "Filesystem size in bytes.", size),
-            ("node_filesystem_free_bytes", "Filesystem free space in bytes.", free),
-            ("node_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes.", avail),
-            ("node_filesystem_files", "Filesystem total file nodes.", files),
-            ("node_filesystem_files_free", "Filesystem total free file nodes.", files_free),
-            ("node_filesystem_readonly", "Filesystem read-only status.", if ro { 1.0 } else { 0.0 }),
+            (
+                "node_filesystem_size_bytes",
+                "Filesystem size in bytes.",
+                size,
+            ),
+            (
+                "node_filesystem_free_bytes",
+                "Filesystem free space in bytes.",
+                free,
+            ),
+            (
+                "node_filesystem_avail_bytes",
+                "Filesystem space available to non-root users in bytes.",
+                avail,
+            ),
+            (
+                "node_filesystem_files",
+                "Filesystem total file nodes.",
+                files,
+            ),
+            (
+                "node_filesystem_files_free",
+                "Filesystem total free file nodes.",
+                files_free,
+            ),
+            (
+                "node_filesystem_readonly",
+                "Filesystem read-only status.",
+                if ro { 1.0 } else { 0.0 },
+            ),
         ] {
             out.add(name, help, MetricType::Gauge, &labels, v);
         }
@@ -150,29 +222,58 @@ mod tests {
 
         let mut out = Families::new();
         collect(&ctx, &mut out).unwrap();
-        let root = [("device", "/dev/sda1"), ("mountpoint", "/"), ("fstype", "ext4")];
+        let root = [
+            ("device", "/dev/sda1"),
+            ("mountpoint", "/"),
+            ("fstype", "ext4"),
+        ];
         // statfs of the real / (rootfs is /): it exists, so no device error and a size.
         assert_eq!(out.value("node_filesystem_device_error", &root), Some(0.0));
         assert!(out.value("node_filesystem_size_bytes", &root).unwrap() > 0.0);
-        let srv = [("device", "/dev/sdb1"), ("mountpoint", "/srv/my data"), ("fstype", "xfs")];
+        let srv = [
+            ("device", "/dev/sdb1"),
+            ("mountpoint", "/srv/my data"),
+            ("fstype", "xfs"),
+        ];
         // This host has no /srv/my data: device error, no sizes.
         assert_eq!(out.value("node_filesystem_device_error", &srv), Some(1.0));
         assert_eq!(out.value("node_filesystem_size_bytes", &srv), None);
     }
 
     #[test]
+    fn statfs_guard() {
+        assert!(statfs_guarded(PathBuf::from("/"), MOUNT_TIMEOUT).is_some());
+        assert!(statfs_guarded(PathBuf::from("/nonexistent/mount"), MOUNT_TIMEOUT).is_none());
+        // A stuck path is skipped without calling statfs.
+        let p = PathBuf::from("/pretend/stuck");
+        stuck().insert(p.clone());
+        assert!(statfs_guarded(p.clone(), MOUNT_TIMEOUT).is_none());
+        stuck().remove(&p);
+    }
+
+    #[test]
     fn readonly_and_rootfs_prefix() {
-        assert_eq!(strip_rootfs(Path::new("/host/root"), "/host/root/var"), "/var");
+        assert_eq!(
+            strip_rootfs(Path::new("/host/root"), "/host/root/var"),
+            "/var"
+        );
         assert_eq!(strip_rootfs(Path::new("/host/root"), "/host/root"), "/");
         assert_eq!(strip_rootfs(Path::new("/host/root"), "/other"), "/other");
         assert_eq!(strip_rootfs(Path::new("/"), "/x"), "/x");
-        assert_eq!(rootfs_path(Path::new("/host/root"), "/var"), PathBuf::from("/host/root/var"));
+        assert_eq!(
+            rootfs_path(Path::new("/host/root"), "/var"),
+            PathBuf::from("/host/root/var")
+        );
 
         let tmp = tempfile::tempdir().unwrap();
         let proc = tmp.path().join("proc");
         std::fs::create_dir_all(&proc).unwrap();
         let here = tmp.path().display().to_string();
-        std::fs::write(proc.join("mounts"), format!("/dev/x {here} ext4 ro,noatime 0 0\n")).unwrap();
+        std::fs::write(
+            proc.join("mounts"),
+            format!("/dev/x {here} ext4 ro,noatime 0 0\n"),
+        )
+        .unwrap();
         let ctx = Ctx::new(crate::NodeConfig {
             proc_root: proc,
             ..Default::default()
@@ -180,7 +281,11 @@ mod tests {
         .unwrap();
         let mut out = Families::new();
         collect(&ctx, &mut out).unwrap();
-        let l = [("device", "/dev/x"), ("mountpoint", here.as_str()), ("fstype", "ext4")];
+        let l = [
+            ("device", "/dev/x"),
+            ("mountpoint", here.as_str()),
+            ("fstype", "ext4"),
+        ];
         assert_eq!(out.value("node_filesystem_readonly", &l), Some(1.0));
         assert!(out.value("node_filesystem_files", &l).unwrap() > 0.0);
     }

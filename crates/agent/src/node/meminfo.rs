@@ -22,7 +22,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<(String, f64)>, Error> {
         let raw = f[0].strip_suffix(':').unwrap_or(f[0]);
         // Active(anon) -> Active_anon
         let mut key = match (raw.find('('), raw.rfind(')')) {
-            (Some(a), Some(b)) if a < b => format!("{}_{}{}", &raw[..a], &raw[a + 1..b], &raw[b + 1..]),
+            (Some(a), Some(b)) if a < b => {
+                format!("{}_{}{}", &raw[..a], &raw[a + 1..b], &raw[b + 1..])
+            }
             _ => raw.to_string(),
         };
         match f.len() {
@@ -66,8 +68,14 @@ mod tests {
     fn fixture() {
         let mut out = Families::new();
         collect(&testutil::ctx(), &mut out).unwrap();
-        assert_eq!(out.value("node_memory_MemTotal_bytes", &[]), Some(8000000.0 * 1024.0));
-        assert_eq!(out.value("node_memory_Active_anon_bytes", &[]), Some(1500000.0 * 1024.0));
+        assert_eq!(
+            out.value("node_memory_MemTotal_bytes", &[]),
+            Some(8000000.0 * 1024.0)
+        );
+        assert_eq!(
+            out.value("node_memory_Active_anon_bytes", &[]),
+            Some(1500000.0 * 1024.0)
+        );
         assert_eq!(out.value("node_memory_HugePages_Total", &[]), Some(0.0));
         let fam = out.get("node_memory_MemFree_bytes").unwrap();
         assert_eq!(fam.help, "Memory information field MemFree_bytes.");

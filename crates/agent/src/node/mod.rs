@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use std::sync::Mutex;
 use regex::Regex;
+use std::sync::Mutex;
 
 use crate::exposition::{Families, MetricType};
 use crate::{Error, NodeConfig};
@@ -26,7 +26,6 @@ pub mod stat;
 pub mod time;
 pub mod uname;
 pub mod vmstat;
-
 
 /// Paths and compiled filters shared by the collectors.
 pub struct Ctx {
@@ -219,7 +218,10 @@ mod tests {
             );
         }
         let text = fams.render();
-        assert!(text.contains("# TYPE node_cpu_seconds_total counter\n"), "{text}");
+        assert!(
+            text.contains("# TYPE node_cpu_seconds_total counter\n"),
+            "{text}"
+        );
     }
 
     #[test]

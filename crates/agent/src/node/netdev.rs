@@ -51,7 +51,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<(String, [f64; 16])>, Error>
 pub(crate) fn collect(ctx: &Ctx, out: &mut Families) -> Result<(), Error> {
     let path = ctx.proc("net/dev");
     for (dev, v) in parse(&path, &read(&path)?)? {
-        if ctx.netdev_devices_exclude.as_ref().is_some_and(|re| re.is_match(&dev)) {
+        if ctx
+            .netdev_devices_exclude
+            .as_ref()
+            .is_some_and(|re| re.is_match(&dev))
+        {
             continue;
         }
         let labels = [("device", dev.as_str())];
@@ -65,7 +69,10 @@ pub(crate) fn collect(ctx: &Ctx, out: &mut Families) -> Result<(), Error> {
             );
         }
         let nh = ctx.sys(&format!("class/net/{dev}/statistics/rx_nohandler"));
-        if let Some(v) = std::fs::read_to_string(nh).ok().and_then(|s| s.trim().parse::<f64>().ok()) {
+        if let Some(v) = std::fs::read_to_string(nh)
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+        {
             out.add(
                 "node_network_receive_nohandler_total",
                 "Network device statistic receive_nohandler.",
@@ -88,13 +95,22 @@ mod tests {
         let mut out = Families::new();
         collect(&testutil::ctx(), &mut out).unwrap();
         let v = |n: &str, dev: &str| out.value(n, &[("device", dev)]);
-        assert_eq!(v("node_network_receive_bytes_total", "ens3"), Some(9876543210.0));
+        assert_eq!(
+            v("node_network_receive_bytes_total", "ens3"),
+            Some(9876543210.0)
+        );
         assert_eq!(v("node_network_receive_drop_total", "ens3"), Some(14.0));
-        assert_eq!(v("node_network_receive_multicast_total", "ens3"), Some(999.0));
+        assert_eq!(
+            v("node_network_receive_multicast_total", "ens3"),
+            Some(999.0)
+        );
         assert_eq!(v("node_network_transmit_colls_total", "ens3"), Some(7.0));
         assert_eq!(v("node_network_transmit_carrier_total", "ens3"), Some(4.0));
         assert_eq!(v("node_network_transmit_packets_total", "lo"), Some(4000.0));
-        assert_eq!(v("node_network_receive_nohandler_total", "ens3"), Some(17.0));
+        assert_eq!(
+            v("node_network_receive_nohandler_total", "ens3"),
+            Some(17.0)
+        );
         assert_eq!(
             out.get("node_network_receive_bytes_total").unwrap().help,
             "Network device statistic receive_bytes."

@@ -76,10 +76,26 @@ mod tests {
     fn fixture() {
         let mut out = Families::new();
         collect(&testutil::ctx(), &mut out).unwrap();
-        assert_eq!(out.value("node_pressure_cpu_waiting_seconds_total", &[]), Some(123.456789));
-        assert_eq!(out.value("node_pressure_io_waiting_seconds_total", &[]), Some(4.5));
-        assert_eq!(out.value("node_pressure_io_stalled_seconds_total", &[]), Some(2.25));
-        assert_eq!(out.value("node_pressure_memory_stalled_seconds_total", &[]), Some(0.0005));
-        assert_eq!(out.get("node_pressure_cpu_stalled_seconds_total").map(|_| ()), None);
+        assert_eq!(
+            out.value("node_pressure_cpu_waiting_seconds_total", &[]),
+            Some(123.456789)
+        );
+        assert_eq!(
+            out.value("node_pressure_io_waiting_seconds_total", &[]),
+            Some(4.5)
+        );
+        assert_eq!(
+            out.value("node_pressure_io_stalled_seconds_total", &[]),
+            Some(2.25)
+        );
+        assert_eq!(
+            out.value("node_pressure_memory_stalled_seconds_total", &[]),
+            Some(0.0005)
+        );
+        assert_eq!(
+            out.get("node_pressure_cpu_stalled_seconds_total")
+                .map(|_| ()),
+            None
+        );
     }
 }

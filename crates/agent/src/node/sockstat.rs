@@ -6,7 +6,13 @@ use crate::exposition::Families;
 use crate::Error;
 
 /// Adds the families of one sockstat file's text.
-pub fn add(path: &std::path::Path, text: &str, ipv6: bool, page_size: f64, out: &mut Families) -> Result<(), Error> {
+pub fn add(
+    path: &std::path::Path,
+    text: &str,
+    ipv6: bool,
+    page_size: f64,
+    out: &mut Families,
+) -> Result<(), Error> {
     for line in text.lines() {
         let Some((proto, rest)) = line.split_once(':') else {
             continue;
@@ -14,12 +20,19 @@ pub fn add(path: &std::path::Path, text: &str, ipv6: bool, page_size: f64, out: 
         let f: Vec<&str> = rest.split_whitespace().collect();
         for kv in f.chunks(2) {
             let [k, v] = kv else {
-                return Err(Error::parse(path, format!("odd number of fields in {line:?}")));
+                return Err(Error::parse(
+                    path,
+                    format!("odd number of fields in {line:?}"),
+                ));
             };
             let v: f64 = num(path, v)?;
             if proto == "sockets" {
                 if !ipv6 && *k == "used" {
-                    out.gauge("node_sockstat_sockets_used", "Number of IPv4 sockets in use.", v);
+                    out.gauge(
+                        "node_sockstat_sockets_used",
+                        "Number of IPv4 sockets in use.",
+                        v,
+                    );
                 }
                 continue;
             }

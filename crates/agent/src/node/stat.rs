@@ -49,7 +49,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Stat, Error> {
 pub(crate) fn collect(ctx: &Ctx, out: &mut Families) -> Result<(), Error> {
     let path = ctx.proc("stat");
     let s = parse(&path, &read(&path)?)?;
-    out.counter("node_intr_total", "Total number of interrupts serviced.", s.intr);
+    out.counter(
+        "node_intr_total",
+        "Total number of interrupts serviced.",
+        s.intr,
+    );
     out.counter(
         "node_context_switches_total",
         "Total number of context switches.",
@@ -79,7 +83,10 @@ mod tests {
         let mut out = Families::new();
         collect(&testutil::ctx(), &mut out).unwrap();
         assert_eq!(out.value("node_intr_total", &[]), Some(8123456.0));
-        assert_eq!(out.value("node_context_switches_total", &[]), Some(9876543.0));
+        assert_eq!(
+            out.value("node_context_switches_total", &[]),
+            Some(9876543.0)
+        );
         assert_eq!(out.value("node_forks_total", &[]), Some(424242.0));
         assert_eq!(out.value("node_procs_running", &[]), Some(3.0));
         assert_eq!(out.value("node_procs_blocked", &[]), Some(1.0));

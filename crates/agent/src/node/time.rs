@@ -149,9 +149,18 @@ mod tests {
         assert!(now > 1.7e9);
         let c = |n: &str, cs: &str| out.value(n, &[("device", "0"), ("clocksource", cs)]);
         assert_eq!(c("node_time_clocksource_available_info", "hpet"), Some(1.0));
-        assert_eq!(c("node_time_clocksource_available_info", "acpi_pm"), Some(1.0));
+        assert_eq!(
+            c("node_time_clocksource_available_info", "acpi_pm"),
+            Some(1.0)
+        );
         assert_eq!(c("node_time_clocksource_current_info", "tsc"), Some(1.0));
-        assert_eq!(out.get("node_time_zone_offset_seconds").unwrap().series.len(), 1);
+        assert_eq!(
+            out.get("node_time_zone_offset_seconds")
+                .unwrap()
+                .series
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -25,7 +25,10 @@ pub(crate) fn collect(out: &mut Families) -> Result<(), Error> {
 
 /// This host's name (uname nodename), the default `instance` label of forwarded series.
 pub fn hostname() -> String {
-    rustix::system::uname().nodename().to_string_lossy().into_owned()
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -41,7 +44,14 @@ mod tests {
         let names: Vec<&str> = labels.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            vec!["domainname", "machine", "nodename", "release", "sysname", "version"]
+            vec![
+                "domainname",
+                "machine",
+                "nodename",
+                "release",
+                "sysname",
+                "version"
+            ]
         );
         assert_eq!(labels[4].1, "Linux");
         assert_eq!(*v, 1.0);

@@ -48,6 +48,9 @@ mod tests {
             ]
         );
         assert_eq!(out.value("node_vmstat_pgfault", &[]), Some(5555555.0));
-        assert_eq!(out.get("node_vmstat_pgfault").unwrap().typ, MetricType::Untyped);
+        assert_eq!(
+            out.get("node_vmstat_pgfault").unwrap().typ,
+            MetricType::Untyped
+        );
     }
 }

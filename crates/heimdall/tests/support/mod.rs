@@ -293,7 +293,12 @@ pub fn now_ms() -> i64 {
 }
 
 /// POSTs a remote_write body with a tenant header and a bearer token, returning the status.
-pub fn push_auth(url: &str, tenant: Option<&str>, token: Option<&str>, body: Vec<u8>) -> (u16, String) {
+pub fn push_auth(
+    url: &str,
+    tenant: Option<&str>,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, String) {
     let mut r = client()
         .post(format!("{url}/api/v1/push"))
         .header("Content-Type", "application/x-protobuf")

@@ -107,7 +107,7 @@ fn utf8(b: &[u8]) -> Option<&str> {
     std::str::from_utf8(b).ok()
 }
 
-fn label<'a>(b: &'a [u8]) -> Option<(&'a str, &'a str)> {
+fn label(b: &[u8]) -> Option<(&str, &str)> {
     let mut w = Wire { b };
     let (mut name, mut value) = ("", "");
     while !w.is_empty() {
@@ -213,7 +213,10 @@ pub fn decode_v1_raw<'a>(raw: &'a [u8], limits: &Limits, now_ms: i64) -> Option<
         }
     }
     for s in &out.series {
-        if !labels_ok(&out.labels[s.labels.0 as usize..s.labels.1 as usize], limits) {
+        if !labels_ok(
+            &out.labels[s.labels.0 as usize..s.labels.1 as usize],
+            limits,
+        ) {
             return None;
         }
     }
@@ -244,7 +247,9 @@ mod tests {
         }
     }
 
-    const NAMES: &[&str] = &["__name__", "a", "b", "instance", "job", "le", "x1", "_z", "1bad"];
+    const NAMES: &[&str] = &[
+        "__name__", "a", "b", "instance", "job", "le", "x1", "_z", "1bad",
+    ];
     const VALUES: &[&str] = &["", "v", "up", "host-1:9100", "é", "x y", "bad-name", "0"];
 
     fn random_request(r: &mut Rng) -> v1::WriteRequest {
@@ -261,8 +266,7 @@ mod tests {
                     if r.below(4) != 0 {
                         labels.push(v1::Label {
                             name: "__name__".into(),
-                            value: ["up", "node_cpu_seconds_total", "bad-name"][r.below(3)]
-                                .into(),
+                            value: ["up", "node_cpu_seconds_total", "bad-name"][r.below(3)].into(),
                         });
                     }
                     if r.below(3) != 0 {
@@ -318,9 +322,7 @@ mod tests {
         let fast = decode_v1_raw(raw, limits, now);
         let slow = v1::WriteRequest::decode(raw)
             .map_err(|e| e.to_string())
-            .and_then(|req| {
-                remote_write::decode_v1(req, limits, now).map_err(|e| e.to_string())
-            });
+            .and_then(|req| remote_write::decode_v1(req, limits, now).map_err(|e| e.to_string()));
         match fast {
             Some(f) => {
                 let slow = slow.unwrap_or_else(|e| panic!("fast path accepted, prost: {e}"));

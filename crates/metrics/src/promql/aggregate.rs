@@ -37,6 +37,34 @@ fn group_labels(l: &Labels, m: &Option<LabelModifier>) -> Labels {
     }
 }
 
+/// Whether `x` is part of the grouping key under `m` (the allocation-free twin of
+/// [`group_labels`]).
+fn in_group(x: &Label, m: &Option<LabelModifier>) -> bool {
+    match m {
+        None => false,
+        Some(LabelModifier::Include(ls)) => ls.labels.contains(&x.name),
+        Some(LabelModifier::Exclude(ls)) => x.name != METRIC_NAME && !ls.labels.contains(&x.name),
+    }
+}
+
+/// FNV-1a over the grouping key of `l`; equal keys hash equally.
+fn group_hash(l: &Labels, m: &Option<LabelModifier>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for x in l.iter().filter(|x| in_group(x, m)) {
+        for b in x
+            .name
+            .bytes()
+            .chain([0xff])
+            .chain(x.value.bytes())
+            .chain([0xfe])
+        {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
 fn to_k(v: f64) -> Result<i64, Error> {
     if v.is_nan() || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&v) {
         return Err(Error::Execution(format!(
@@ -63,15 +91,28 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
     if op == T_COUNT_VALUES && sparam.is_empty() {
         return Err(Error::Execution(format!("invalid label name {sparam:?}")));
     }
-    // Groups in order of first appearance.
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    // Groups in order of first appearance. Found by a hash of the key and compared label by
+    // label, so that a group's label set is only built once (this runs for every element at
+    // every step of a range query).
+    let mut index: HashMap<u64, Vec<usize>> = HashMap::new();
     let mut groups: Vec<(Labels, Vec<VectorSample>)> = Vec::new();
     for s in input {
-        let g = group_labels(&s.labels, &a.modifier);
-        let i = *index.entry(g.clone()).or_insert_with(|| {
-            groups.push((g, Vec::new()));
-            groups.len() - 1
+        let h = group_hash(&s.labels, &a.modifier);
+        let candidates = index.entry(h).or_default();
+        let found = candidates.iter().copied().find(|&i| {
+            groups[i]
+                .0
+                .iter()
+                .eq(s.labels.iter().filter(|x| in_group(x, &a.modifier)))
         });
+        let i = match found {
+            Some(i) => i,
+            None => {
+                groups.push((group_labels(&s.labels, &a.modifier), Vec::new()));
+                candidates.push(groups.len() - 1);
+                groups.len() - 1
+            }
+        };
         groups[i].1.push(s);
     }
     let mut out = Vec::new();
@@ -160,7 +201,7 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
                 }
             }
             out.extend(counts.into_iter().map(|(labels, v)| VectorSample {
-                labels,
+                labels: Arc::new(labels),
                 t,
                 v,
                 h: None,
@@ -179,7 +220,7 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
         let n_hist = members.iter().filter(|s| s.h.is_some()).count();
         let n_float = members.len() - n_hist;
         let value = |v: f64| VectorSample {
-            labels: g.clone(),
+            labels: Arc::new(g.clone()),
             t,
             v,
             h: None,

@@ -147,7 +147,7 @@ fn vector_scalar(
             continue;
         }
         if drops_name(op) || ret_bool {
-            e.labels.remove(METRIC_NAME);
+            ev.drop_name(&mut e.labels);
         }
         e.v = val;
         e.h = if ret_bool { None } else { h };
@@ -306,7 +306,7 @@ fn vector_vector(
             ));
             continue;
         };
-        let mut labels = ms.labels.clone();
+        let mut labels = (*ms.labels).clone();
         if drops_name(op) || ret_bool {
             labels.remove(METRIC_NAME);
         }
@@ -358,7 +358,7 @@ fn vector_vector(
             continue;
         }
         out.push(VectorSample {
-            labels,
+            labels: Arc::new(labels),
             t,
             v: val,
             h,

@@ -57,6 +57,12 @@ pub(crate) struct Window {
 /// Evaluation state of one query.
 pub(crate) struct Evaluator<'a> {
     data: HashMap<usize, Arc<Vec<SeriesData>>>,
+    /// The label sets of `data`, shared once per query so that selecting a series at a step
+    /// clones a pointer rather than every label string.
+    labels: HashMap<usize, Vec<Arc<Labels>>>,
+    /// Label sets without `__name__`, by the address of the set they were derived from (kept
+    /// alive alongside): value-changing functions drop the name at every step.
+    nameless: HashMap<usize, (Arc<Labels>, Arc<Labels>)>,
     pub opts: &'a EngineOptions,
     /// Query start/end (for `@ start()`/`end()` and `start()`/`end()`), ms.
     pub start: i64,
@@ -89,8 +95,14 @@ impl<'a> Evaluator<'a> {
         step: i64,
         deadline: Instant,
     ) -> Self {
+        let labels = data
+            .iter()
+            .map(|(id, v)| (*id, v.iter().map(|s| Arc::new(s.labels.clone())).collect()))
+            .collect();
         Self {
             data,
+            labels,
+            nameless: HashMap::new(),
             opts,
             start,
             end,
@@ -164,14 +176,14 @@ impl<'a> Evaluator<'a> {
         end: i64,
         step: i64,
     ) -> Result<Value, Error> {
-        let mut out: BTreeMap<Labels, MatrixSeries> = BTreeMap::new();
+        let mut out: BTreeMap<Arc<Labels>, MatrixSeries> = BTreeMap::new();
         let mut t = start;
         while t <= end {
             self.check_deadline()?;
             self.loaded = 0;
             match self.eval(expr, t)? {
                 Val::Scalar(v) => {
-                    push_point(&mut out, Labels::default(), t, v, None);
+                    push_point(&mut out, Arc::new(Labels::default()), t, v, None);
                     self.kept += 1;
                 }
                 Val::Vector(v) => {
@@ -208,7 +220,7 @@ impl<'a> Evaluator<'a> {
                 Val::Scalar(v) => Ok(Val::Scalar(-v)),
                 Val::Vector(mut v) => {
                     for s in &mut v {
-                        s.labels.remove(common::labels::METRIC_NAME);
+                        self.drop_name(&mut s.labels);
                         s.v = -s.v;
                         if let Some(h) = &s.h {
                             s.h = Some(Arc::new(super::histogram::scale(h, -1.0)));
@@ -308,11 +320,34 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn series_of(&self, vs: &VectorSelector) -> &[SeriesData] {
-        self.data
-            .get(&selector_id(vs))
-            .map(|v| v.as_slice())
-            .unwrap_or(&[])
+    fn series_of(&self, vs: &VectorSelector) -> (&[SeriesData], &[Arc<Labels>]) {
+        let id = selector_id(vs);
+        (
+            self.data.get(&id).map(|v| v.as_slice()).unwrap_or(&[]),
+            self.labels.get(&id).map(|v| v.as_slice()).unwrap_or(&[]),
+        )
+    }
+
+    /// Removes `__name__` from `l`, sharing the result across steps.
+    pub fn drop_name(&mut self, l: &mut Arc<Labels>) {
+        if l.get(common::labels::METRIC_NAME).is_none() {
+            return;
+        }
+        let key = Arc::as_ptr(l) as usize;
+        if let Some((src, dropped)) = self.nameless.get(&key) {
+            if Arc::ptr_eq(src, l) {
+                *l = dropped.clone();
+                return;
+            }
+        }
+        let mut d = (**l).clone();
+        d.remove(common::labels::METRIC_NAME);
+        let d = Arc::new(d);
+        // Only shared sets are worth remembering (a unique one dies with this element).
+        if Arc::strong_count(l) > 1 {
+            self.nameless.insert(key, (l.clone(), d.clone()));
+        }
+        *l = d;
     }
 
     /// The latest non-stale sample of every series in `(t-lookback, t]` (after `@`/offset).
@@ -324,7 +359,8 @@ impl<'a> Evaluator<'a> {
         let eff = at_ms(&vs.at, self.start, self.end).unwrap_or(t) - offset_ms(&vs.offset);
         let lo = eff - self.opts.lookback_delta_ms;
         let mut out = Vec::new();
-        for (i, s) in self.series_of(vs).iter().enumerate() {
+        let (series, labels) = self.series_of(vs);
+        for (i, (s, l)) in series.iter().zip(labels).enumerate() {
             if i % 4096 == 4095 {
                 self.check_deadline()?;
             }
@@ -344,7 +380,7 @@ impl<'a> Evaluator<'a> {
                 continue;
             }
             out.push(VectorSample {
-                labels: s.labels.clone(),
+                labels: l.clone(),
                 t: ts,
                 v,
                 h,
@@ -364,17 +400,17 @@ impl<'a> Evaluator<'a> {
         let lo = eff - dur_ms(&ms.range);
         let mut out = Vec::new();
         let mut n = 0;
-        for (i, s) in self.series_of(&ms.vs).iter().enumerate() {
+        let (series, labels) = self.series_of(&ms.vs);
+        for (i, (s, l)) in series.iter().zip(labels).enumerate() {
             if i % 4096 == 4095 {
                 self.check_deadline()?;
             }
             let a = s.samples.partition_point(|p| p.t <= lo);
             let b = s.samples.partition_point(|p| p.t <= eff);
-            let samples: Vec<Sample> = s.samples[a..b.max(a)]
-                .iter()
-                .filter(|p| !is_stale_nan(p.v))
-                .copied()
-                .collect();
+            // Sized up front: this runs for every series at every step of a range query.
+            let window = &s.samples[a..b.max(a)];
+            let mut samples: Vec<Sample> = Vec::with_capacity(window.len());
+            samples.extend(window.iter().filter(|p| !is_stale_nan(p.v)).copied());
             let a = s.histograms.partition_point(|p| p.t <= lo);
             let b = s.histograms.partition_point(|p| p.t <= eff);
             let histograms: Vec<HistogramSample> = s.histograms[a..b.max(a)]
@@ -387,7 +423,7 @@ impl<'a> Evaluator<'a> {
             }
             n += samples.len() + histograms.len();
             out.push(MatrixSeries {
-                labels: s.labels.clone(),
+                labels: l.clone(),
                 samples,
                 histograms,
             });
@@ -470,8 +506,8 @@ impl<'a> Evaluator<'a> {
 }
 
 fn push_point(
-    out: &mut BTreeMap<Labels, MatrixSeries>,
-    labels: Labels,
+    out: &mut BTreeMap<Arc<Labels>, MatrixSeries>,
+    labels: Arc<Labels>,
     t: i64,
     v: f64,
     h: Option<Arc<Histogram>>,
@@ -489,6 +525,12 @@ fn push_point(
 /// Fails when two elements share a label set (e.g. after `__name__` was dropped).
 pub(crate) fn check_unique(v: &[VectorSample]) -> Result<(), Error> {
     if v.len() < 2 {
+        return Ok(());
+    }
+    // Cheap first pass on 64-bit hashes; the exact check only runs when two hashes collide.
+    let mut hashes: Vec<u64> = v.iter().map(|s| s.labels.stable_hash()).collect();
+    hashes.sort_unstable();
+    if hashes.windows(2).all(|w| w[0] != w[1]) {
         return Ok(());
     }
     let mut seen = HashSet::with_capacity(v.len());
@@ -515,7 +557,10 @@ pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     (t, c)
 }
 
-/// Drops the metric name from a label set.
-pub(crate) fn drop_name(l: &mut Labels) {
-    l.remove(common::labels::METRIC_NAME);
+/// Drops the metric name from a label set (copying a shared set; see
+/// [`Evaluator::drop_name`] for the cached variant of per-step hot paths).
+pub(crate) fn drop_name(l: &mut Arc<Labels>) {
+    if l.get(common::labels::METRIC_NAME).is_some() {
+        Arc::make_mut(l).remove(common::labels::METRIC_NAME);
+    }
 }

@@ -39,7 +39,7 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Error> {
         "vector" => {
             let v = ev.eval_scalar(args[0], t)?;
             Ok(Val::Vector(vec![VectorSample {
-                labels: Labels::default(),
+                labels: Arc::new(Labels::default()),
                 t,
                 v,
                 h: None,
@@ -115,7 +115,7 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Error> {
         | "month" | "year" => {
             let v = if args.is_empty() {
                 vec![VectorSample {
-                    labels: Labels::default(),
+                    labels: Arc::new(Labels::default()),
                     t,
                     v: t as f64 / 1000.0,
                     h: None,
@@ -181,7 +181,7 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Error> {
                 return Ok(Val::Vector(Vec::new()));
             }
             Ok(Val::Vector(vec![VectorSample {
-                labels: absent_labels(args[0]),
+                labels: Arc::new(absent_labels(args[0])),
                 t,
                 v: 1.0,
                 h: None,
@@ -193,7 +193,7 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Error> {
                 return Ok(Val::Vector(Vec::new()));
             }
             Ok(Val::Vector(vec![VectorSample {
-                labels: absent_labels(args[0]),
+                labels: Arc::new(absent_labels(args[0])),
                 t,
                 v: 1.0,
                 h: None,
@@ -218,7 +218,7 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Error> {
                 let q = ev.eval_scalar(a, t)?;
                 let qs = openmetrics_float(q);
                 for mut s in nh::histogram_quantile(ev, q, v.clone(), t)? {
-                    s.labels.set(&label, &qs);
+                    Arc::make_mut(&mut s.labels).set(&label, &qs);
                     out.push(s);
                 }
             }
@@ -432,7 +432,7 @@ fn label_replace(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Val, Erro
         if let Some(caps) = re.captures(&val) {
             let mut res = String::new();
             caps.expand(&repl, &mut res);
-            s.labels.set(&dst, &res);
+            Arc::make_mut(&mut s.labels).set(&dst, &res);
         }
         s.t = t;
         out.push(s);
@@ -460,7 +460,7 @@ fn label_join(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Val, Error> 
             .map(|n| s.labels.get(n).unwrap_or(""))
             .collect::<Vec<_>>()
             .join(&sep);
-        s.labels.set(&dst, &joined);
+        Arc::make_mut(&mut s.labels).set(&dst, &joined);
         s.t = t;
         out.push(s);
     }
@@ -685,7 +685,7 @@ fn over_time(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64) -> Result<V
         };
         let mut labels = s.labels;
         if !keep_name {
-            labels.remove(METRIC_NAME);
+            ev.drop_name(&mut labels);
         }
         let (v, h) = match r {
             Out::F(v) => (v, None),
@@ -708,7 +708,7 @@ fn one_series(
     let fl = &s.samples;
     let hs = &s.histograms;
     let floats = || fl.iter().map(|x| x.v);
-    let metric = s.labels.get(METRIC_NAME).unwrap_or("").to_string();
+    let metric = s.labels.get(METRIC_NAME).unwrap_or("");
     match name {
         "rate" | "increase" | "delta" => {
             extrapolated_rate(ev, s, w, name != "delta", name == "rate", &metric)

@@ -3,6 +3,7 @@
 //! for the JSON encoding.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use common::labels::METRIC_NAME;
 use common::Labels;
@@ -648,7 +649,7 @@ type ClassicGroup = (Labels, String, Vec<(f64, f64)>);
 fn classic_groups(ev: &mut Evaluator, v: &[VectorSample]) -> Vec<ClassicGroup> {
     let mut groups: BTreeMap<Labels, (String, Vec<(f64, f64)>)> = BTreeMap::new();
     for s in v.iter().filter(|s| s.h.is_none()) {
-        let name = s.labels.get(METRIC_NAME).unwrap_or("").to_string();
+        let name = s.labels.get(METRIC_NAME).unwrap_or("");
         let le = s.labels.get("le").unwrap_or("");
         let Some(ub) = parse_go_float(le).filter(|_| !le.is_empty()) else {
             ev.warn(format!(
@@ -656,9 +657,11 @@ fn classic_groups(ev: &mut Evaluator, v: &[VectorSample]) -> Vec<ClassicGroup> {
             ));
             continue;
         };
-        let mut key = s.labels.clone();
+        let mut key = (*s.labels).clone();
         key.remove("le");
-        let e = groups.entry(key).or_insert_with(|| (name, Vec::new()));
+        let e = groups
+            .entry(key)
+            .or_insert_with(|| (name.to_string(), Vec::new()));
         e.1.push((ub, s.v));
     }
     groups
@@ -682,7 +685,7 @@ pub(crate) fn histogram_fraction(
     for s in &v {
         if let Some(h) = &s.h {
             let mut labels = s.labels.clone();
-            labels.remove(METRIC_NAME);
+            super::eval::drop_name(&mut labels);
             if has_nan_observations(h) {
                 ev.info(
                     "PromQL info: input to histogram_fraction has NaN observations, which are excluded from all fractions"
@@ -697,15 +700,15 @@ pub(crate) fn histogram_fraction(
             });
         }
     }
-    let native: Vec<Labels> = out.iter().map(|o| o.labels.clone()).collect();
+    let native: Vec<Arc<Labels>> = out.iter().map(|o| o.labels.clone()).collect();
     for (labels, name, b) in classic_groups(ev, &v) {
-        if native.contains(&labels) {
+        if native.iter().any(|n| **n == labels) {
             ev.warn(mix_classic_native(&name));
-            out.retain(|o| o.labels != labels);
+            out.retain(|o| *o.labels != labels);
             continue;
         }
         out.push(VectorSample {
-            labels,
+            labels: Arc::new(labels),
             t,
             v: bucket_fraction(lo, hi, b),
             h: None,
@@ -735,7 +738,7 @@ pub(crate) fn histogram_quantile(
     for s in &v {
         if let Some(h) = &s.h {
             let mut labels = s.labels.clone();
-            labels.remove(METRIC_NAME);
+            super::eval::drop_name(&mut labels);
             let r = native_quantile(q, h);
             if has_nan_observations(h) {
                 ev.info(format!(
@@ -751,13 +754,13 @@ pub(crate) fn histogram_quantile(
             });
         }
     }
-    let native: Vec<Labels> = out.iter().map(|o| o.labels.clone()).collect();
+    let native: Vec<Arc<Labels>> = out.iter().map(|o| o.labels.clone()).collect();
     for (labels, name, b) in classic_groups(ev, &v) {
-        if native.contains(&labels) {
+        if native.iter().any(|n| **n == labels) {
             ev.warn(format!(
                 "PromQL warning: vector contains a mix of classic and native histograms for metric name \"{name}\""
             ));
-            out.retain(|o| o.labels != labels);
+            out.retain(|o| *o.labels != labels);
             continue;
         }
         let (v, forced) = bucket_quantile(q, b);
@@ -767,7 +770,7 @@ pub(crate) fn histogram_quantile(
             ));
         }
         out.push(VectorSample {
-            labels,
+            labels: Arc::new(labels),
             t,
             v,
             h: None,

@@ -45,7 +45,7 @@ use common::Labels;
 
 use crate::{Error, Histogram, HistogramSample, Sample, SeriesSource};
 
-pub use json::{format_float, result_json};
+pub use json::{format_float, format_value, result_json};
 
 /// Default lookback delta of Prometheus (5 minutes).
 pub const DEFAULT_LOOKBACK_DELTA_MS: i64 = 5 * 60 * 1000;
@@ -101,8 +101,8 @@ pub enum Value {
 /// One element of an instant vector: a float (`h == None`) or a native histogram.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VectorSample {
-    /// Series labels.
-    pub labels: Labels,
+    /// Series labels, shared: selectors hand out the same set at every step of a range query.
+    pub labels: Arc<Labels>,
     /// Timestamp, ms (the evaluation time).
     pub t: i64,
     /// Float value (0 when `h` is set).
@@ -115,7 +115,7 @@ pub struct VectorSample {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MatrixSeries {
     /// Series labels.
-    pub labels: Labels,
+    pub labels: Arc<Labels>,
     /// Float points in time order.
     pub samples: Vec<Sample>,
     /// Histogram points in time order.

@@ -693,10 +693,10 @@ fn run_eval(rt: &tokio::runtime::Runtime, src: &MemSource, e: &Eval) -> Result<(
             for (i, (wl, wp)) in want.iter().enumerate() {
                 let found = if ordered {
                     let g = &got[i];
-                    g.labels == *wl && pt_matches(wp, g.v, g.h.as_deref())
+                    *g.labels == *wl && pt_matches(wp, g.v, g.h.as_deref())
                 } else {
                     got.iter()
-                        .any(|g| g.labels == *wl && pt_matches(wp, g.v, g.h.as_deref()))
+                        .any(|g| *g.labels == *wl && pt_matches(wp, g.v, g.h.as_deref()))
                 };
                 if !found {
                     return Err(format!("missing/mismatched {wl} {wp:?}; got {}", show()));
@@ -724,7 +724,7 @@ fn run_eval(rt: &tokio::runtime::Runtime, src: &MemSource, e: &Eval) -> Result<(
                     .iter()
                     .map(|p| format!("{}@{}", format_float(p.v), p.t / 1000))
                     .collect();
-                gotm.insert(s.labels.clone(), pts.join(" "));
+                gotm.insert((*s.labels).clone(), pts.join(" "));
             }
             if gotm != want {
                 return Err(format!("matrix mismatch: got {gotm:?}, want {want:?}"));
@@ -849,15 +849,57 @@ fn series_notation() {
 fn json_encoding() {
     use serde_json::json;
     let v = Value::Vector(vec![VectorSample {
-        labels: Labels::from_pairs([("a", "b")]),
+        labels: Arc::new(Labels::from_pairs([("a", "b")])),
         t: 1_435_781_451_781,
         v: 1e21,
         h: None,
     }]);
     assert_eq!(
         result_json(&v),
-        json!({"resultType":"vector","result":[{"metric":{"a":"b"},"value":[1435781451.781,"1000000000000000000000"]}]})
+        json!({"resultType":"vector","result":[{"metric":{"a":"b"},"value":[1435781451.781,"1e+21"]}]})
     );
+    // Sample values follow Prometheus' jsonutil.MarshalFloat ('e' below 1e-6 and from 1e21 on);
+    // found by the differential test against Prometheus (tests/promql_differential.rs).
+    assert_eq!(format_value(6.412416890852332e-17), "6.412416890852332e-17");
+    assert_eq!(
+        format_value(-3.5199181345018506e26),
+        "-3.5199181345018506e+26"
+    );
+    assert_eq!(
+        format_value(-3.728571033097674e-8),
+        "-3.728571033097674e-08"
+    );
+    assert_eq!(format_value(1e-6), "0.000001");
+    assert_eq!(format_value(9.99e20), "999000000000000000000");
+    assert_eq!(format_value(-3.72857e-319), "-3.72857e-319");
+    assert_eq!(format_value(1e308), "1e+308");
+    assert_eq!(format_value(0.0), "0");
+    assert_eq!(format_value(-0.0), "-0");
+    assert_eq!(format_value(f64::NAN), "NaN");
+    assert_eq!(
+        format_float(2154211742096150.0 + 1.25),
+        "2154211742096151.2"
+    );
+    assert_eq!(format_float(1e21), "1000000000000000000000");
+    assert_eq!(format_float(1e-7), "0.0000001");
+    assert_eq!(format_float(f64::MIN_POSITIVE).len(), 2 + 307 + 17);
+    // Ties between two shortest candidates go to the even digit, as in Go (the values are exact
+    // binary fractions halfway between two 17-digit decimals).
+    assert_eq!(
+        format_value(2154211742096150.0 + 1.25),
+        "2154211742096151.2"
+    );
+    assert_eq!(format_value(78497941276785.0 + 0.125), "78497941276785.12");
+    assert_eq!(
+        format_value(-(78497941276785.0 + 0.125)),
+        "-78497941276785.12"
+    );
+    assert_eq!(format_value(0.30000000000000004), "0.30000000000000004");
+    assert_eq!(format_value(123.456), "123.456");
+    assert_eq!(format_value(1e20), "100000000000000000000");
+    assert_eq!(format_value(1.5e-6), "0.0000015");
+    assert_eq!(format_value(0.5), "0.5");
+    assert_eq!(format_value(2.5), "2.5");
     assert_eq!(format_float(f64::NAN), "NaN");
     assert_eq!(format_float(f64::INFINITY), "+Inf");
     assert_eq!(format_float(f64::NEG_INFINITY), "-Inf");
@@ -882,7 +924,7 @@ fn json_encoding() {
     )
     .unwrap();
     let m = Value::Matrix(vec![MatrixSeries {
-        labels: Labels::from_pairs([("__name__", "h")]),
+        labels: Arc::new(Labels::from_pairs([("__name__", "h")])),
         samples: vec![],
         histograms: vec![HistogramSample {
             t: 60_000,

@@ -776,9 +776,36 @@ impl Head {
                     continue;
                 }
                 let sh = self.shards[k].lock();
-                for &i in idx {
+                // Three short passes instead of one long one: each series costs a few cache
+                // misses (map bucket, series, its label ids) that do not depend on the other
+                // series, and small loop bodies let the CPU keep many of them in flight.
+                let slots: Vec<u32> = idx
+                    .iter()
+                    .map(|&i| {
+                        sh.by_hash
+                            .get(&hashes[i as usize])
+                            .copied()
+                            .unwrap_or(u32::MAX)
+                    })
+                    .collect();
+                let touched = slots
+                    .iter()
+                    .filter(|&&s| s != u32::MAX)
+                    .fold(0u32, |acc, &s| {
+                        acc ^ sh.series[s as usize].labels.first().copied().unwrap_or(0)
+                    });
+                std::hint::black_box(touched);
+                for (&i, &slot) in idx.iter().zip(&slots) {
                     let i = i as usize;
-                    match sh.lookup_raw(hashes[i], w.series_labels(i), &syms) {
+                    let labels = w.series_labels(i);
+                    let found = if slot != u32::MAX
+                        && labels_equal_raw(&sh.series[slot as usize].labels, labels, &syms)
+                    {
+                        Some(slot)
+                    } else {
+                        sh.lookup_raw(hashes[i], labels, &syms)
+                    };
+                    match found {
                         Some(slot) => ids[i] = make_id(k, slot),
                         None => missing = true,
                     }
@@ -803,6 +830,12 @@ impl Head {
                 continue;
             }
             let mut sh = self.shards[k].lock();
+            // Touch every open chunk's tail first, for the same reason as in the lookup.
+            let touched = idx.iter().fold(0u8, |acc, &i| {
+                let s = &sh.series[split_id(ids[i as usize]).1];
+                acc ^ s.open.bytes().last().copied().unwrap_or(0)
+            });
+            std::hint::black_box(touched);
             for &i in idx {
                 let id = ids[i as usize];
                 let series = &mut sh.series[split_id(id).1];

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use common::{Label, Labels};
 
 use super::encoding::{
-    corrupt, decimal_column, from_decimal, single_decimal, get_histogram, put_f64, put_histogram, put_str,
-    put_uvarint, put_varint, valid_scale, Reader,
+    corrupt, decimal_column, from_decimal, get_histogram, put_f64, put_histogram, put_str,
+    put_uvarint, put_varint, single_decimal, valid_scale, Reader,
 };
 use crate::model::{Exemplar, HistogramSample, Metadata, MetricType, Sample};
 use crate::Error;
