@@ -711,7 +711,7 @@ fn one_series(
     let metric = s.labels.get(METRIC_NAME).unwrap_or("");
     match name {
         "rate" | "increase" | "delta" => {
-            extrapolated_rate(ev, s, w, name != "delta", name == "rate", &metric)
+            extrapolated_rate(ev, s, w, name != "delta", name == "rate", metric)
         }
         "irate" | "idelta" => {
             // The last two samples in time order, floats and histograms alike.
@@ -721,7 +721,7 @@ fn one_series(
                 let pf = fl.last().map(|x| x.t);
                 let ph = (hs.len() >= 2).then(|| hs[hs.len() - 2].t);
                 if pf.is_some() && pf > ph {
-                    ev.warn(mix_warning(&metric));
+                    ev.warn(mix_warning(metric));
                     return None;
                 }
                 if hs.len() < 2 {
@@ -733,7 +733,7 @@ fn one_series(
                     return None;
                 }
                 if !nh::compatible(&prev.h, &last.h) {
-                    ev.warn(nh::mixed_schemas_warning(&metric));
+                    ev.warn(nh::mixed_schemas_warning(metric));
                     return None;
                 }
                 if nh::needs_reconcile(&prev.h, &last.h) {
@@ -761,7 +761,7 @@ fn one_series(
                 return Some(Out::H(nh::gauge(r)));
             }
             if lh.is_some() && fl.len() >= 2 && lh > Some(fl[fl.len() - 2].t) {
-                ev.warn(mix_warning(&metric));
+                ev.warn(mix_warning(metric));
                 return None;
             }
             if fl.len() < 2 {
@@ -783,14 +783,14 @@ fn one_series(
             Some(Out::F(r))
         }
         "deriv" => {
-            ignored_histograms_info(ev, fl, hs, &metric);
+            ignored_histograms_info(ev, fl, hs, metric);
             if fl.len() < 2 {
                 return None;
             }
             Some(Out::F(linear_regression(fl, fl[0].t).0))
         }
         "predict_linear" => {
-            ignored_histograms_info(ev, fl, hs, &metric);
+            ignored_histograms_info(ev, fl, hs, metric);
             if fl.len() < 2 {
                 return None;
             }
@@ -858,7 +858,7 @@ fn one_series(
         }
         "sum_over_time" | "avg_over_time" => {
             if !fl.is_empty() && !hs.is_empty() {
-                ev.warn(mix_warning(&metric));
+                ev.warn(mix_warning(metric));
                 return None;
             }
             if !hs.is_empty() {
@@ -892,7 +892,7 @@ fn one_series(
             if fl.is_empty() {
                 return None;
             }
-            ignored_histograms_info(ev, fl, hs, &metric);
+            ignored_histograms_info(ev, fl, hs, metric);
             Some(Out::F(match name {
                 "min_over_time" | "max_over_time" => {
                     let max = name == "max_over_time";
