@@ -377,24 +377,7 @@ async fn drive(t: &Target, shards: &[Vec<Vec<u8>>], a: &IngestArgs) -> anyhow::R
         tasks.push(tokio::spawn(async move {
             let mut rejected = 0usize;
             for b in bodies {
-                let r = client
-                    .post(&url)
-                    .header("Content-Type", "application/x-protobuf")
-                    .header("Content-Encoding", "snappy")
-                    .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-                    .body(b)
-                    .send()
-                    .await?;
-                if !r.status().is_success() {
-                    rejected += 1;
-                    if rejected == 1 {
-                        eprintln!(
-                            "{url}: {} {}",
-                            r.status(),
-                            r.text().await.unwrap_or_default()
-                        );
-                    }
-                }
+                post_rw(&client, &url, b, &mut rejected).await?;
             }
             anyhow::Ok(rejected)
         }));
@@ -498,6 +481,34 @@ async fn ingest(a: IngestArgs) -> anyhow::Result<()> {
         println!("data kept in {}", root.display());
     } else {
         let _ = std::fs::remove_dir_all(&root);
+    }
+    Ok(())
+}
+
+/// POSTs one snappy remote_write body; counts a non-2xx answer in `rejected` (printing the first).
+async fn post_rw(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    rejected: &mut usize,
+) -> anyhow::Result<()> {
+    let r = client
+        .post(url)
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        *rejected += 1;
+        if *rejected == 1 {
+            eprintln!(
+                "{url}: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+        }
     }
     Ok(())
 }

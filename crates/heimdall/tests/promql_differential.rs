@@ -470,35 +470,8 @@ fn promql_matches_prometheus() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let tenants = dir.path().join("tenants.yaml");
-    let out = Command::new(env!("CARGO_BIN_EXE_heimdall"))
-        .args(["token", "hash", TOKEN])
-        .output()
-        .unwrap();
-    let hash = String::from_utf8(out.stdout).unwrap();
-    std::fs::write(
-        &tenants,
-        format!(
-            "tokens:\n  - name: prometheus\n    sha256: {}\n    read: [{TENANT}]\n    write: [{TENANT}]\n",
-            hash.trim()
-        ),
-    )
-    .unwrap();
-    let h = Heimdall::start(
-        dir.path(),
-        &format!("auth:\n  tenants_file: {}\n", tenants.display()),
-    );
-    let node_port = free_port();
-    let _node = Proc::spawn(
-        "node_exporter",
-        Command::new("prometheus-node-exporter")
-            .arg(format!("--web.listen-address=127.0.0.1:{node_port}")),
-        &dir.path().join("node.log"),
-    );
-    wait_ready(
-        &format!("http://127.0.0.1:{node_port}/metrics"),
-        &dir.path().join("node.log"),
-    );
+    let h = Heimdall::start_with_token(dir.path(), TENANT, TOKEN);
+    let (_node, node_port) = start_node_exporter(dir.path());
     let prom_port = free_port();
     let prom_cfg = dir.path().join("prometheus.yml");
     std::fs::write(

@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use prost::Message;
 use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 
-use super::{start_heimdall, start_prometheus, tempfile_dir, Target};
+use super::{post_rw, start_heimdall, start_prometheus, tempfile_dir, Target};
 
 /// Arguments of `bench query`.
 #[derive(clap::Args)]
@@ -190,24 +190,7 @@ async fn send_all(
                 let Some(b) = bodies.lock().expect("queue").pop() else {
                     break;
                 };
-                let r = client
-                    .post(&url)
-                    .header("Content-Type", "application/x-protobuf")
-                    .header("Content-Encoding", "snappy")
-                    .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-                    .body(b)
-                    .send()
-                    .await?;
-                if !r.status().is_success() {
-                    rejected += 1;
-                    if rejected == 1 {
-                        eprintln!(
-                            "{url}: {} {}",
-                            r.status(),
-                            r.text().await.unwrap_or_default()
-                        );
-                    }
-                }
+                post_rw(&client, &url, b, &mut rejected).await?;
             }
             anyhow::Ok(rejected)
         }));

@@ -157,6 +157,29 @@ impl Heimdall {
         h
     }
 
+    /// Starts heimdall with a tenants file in which bearer `token` may read and write `tenant` only
+    /// (how Debian's Prometheus 2.42, which drops `remote_write.headers`, names its tenant).
+    pub fn start_with_token(dir: &Path, tenant: &str, token: &str) -> Heimdall {
+        let out = Command::new(env!("CARGO_BIN_EXE_heimdall"))
+            .args(["token", "hash", token])
+            .output()
+            .unwrap();
+        let hash = String::from_utf8(out.stdout).unwrap();
+        let tenants = dir.join("tenants.yaml");
+        std::fs::write(
+            &tenants,
+            format!(
+                "tokens:\n  - name: prometheus\n    sha256: {}\n    read: [{tenant}]\n    write: [{tenant}]\n",
+                hash.trim()
+            ),
+        )
+        .unwrap();
+        Self::start(
+            dir,
+            &format!("auth:\n  tenants_file: {}\n", tenants.display()),
+        )
+    }
+
     /// Starts a new process on the same config and data dir (after a kill or stop).
     pub fn restart(&mut self) {
         let dir = self.dir.clone();
@@ -164,6 +187,20 @@ impl Heimdall {
         let new = Self::start_with(&dir, config);
         *self = new;
     }
+}
+
+/// Starts the Debian `prometheus-node-exporter` on a free port; returns it and its port.
+pub fn start_node_exporter(dir: &Path) -> (Proc, u16) {
+    let port = free_port();
+    let log = dir.join("node.log");
+    let p = Proc::spawn(
+        "node_exporter",
+        Command::new("prometheus-node-exporter")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}")),
+        &log,
+    );
+    wait_ready(&format!("http://127.0.0.1:{port}/metrics"), &log);
+    (p, port)
 }
 
 /// Waits until `url` answers 200, failing with the log's tail after 60 s.
@@ -202,7 +239,16 @@ pub fn get_json_auth(
     tenant: Option<&str>,
     token: Option<&str>,
 ) -> (u16, serde_json::Value) {
-    let mut r = client().get(url);
+    send_json(client().get(url), tenant, token)
+}
+
+/// Sends `r` with an optional tenant header and bearer token, returning (status, JSON body or the
+/// text as a JSON string).
+fn send_json(
+    mut r: reqwest::blocking::RequestBuilder,
+    tenant: Option<&str>,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
     if let Some(t) = tenant {
         r = r.header("X-Scope-OrgID", t);
     }
@@ -322,21 +368,9 @@ pub fn post_form_auth(
     tenant: Option<&str>,
     token: Option<&str>,
 ) -> (u16, serde_json::Value) {
-    let mut r = client()
+    let r = client()
         .post(url)
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(form.to_string());
-    if let Some(t) = tenant {
-        r = r.header("X-Scope-OrgID", t);
-    }
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    let resp = r.send().unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-    )
+    send_json(r, tenant, token)
 }
