@@ -185,67 +185,8 @@ fn escape_label_value(s: &str) -> String {
     out
 }
 
-/// Formats like Go's `strconv.FormatFloat(v, 'g', -1, 64)`, which client_golang writes: the
-/// shortest round-tripping digits, in exponent form (`e+06`) when the decimal exponent is < -4 or
-/// >= 6 (Go's `%g` rule for shortest precision).
-pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() {
-            "-0".into()
-        } else {
-            "0".into()
-        };
-    }
-    // Rust's `{:e}` gives the shortest round-tripping digits: "d.ddde±x".
-    let e = format!("{v:e}");
-    let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let neg = mant.starts_with('-');
-    let digits: String = mant.chars().filter(|c| c.is_ascii_digit()).collect();
-    let nd = digits.len() as i32;
-    let use_exp = !(-4..6).contains(&exp);
-    let mut out = String::new();
-    if neg {
-        out.push('-');
-    }
-    if use_exp {
-        out.push_str(&digits[..1]);
-        if nd > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
-    } else if exp < 0 {
-        out.push_str("0.");
-        for _ in 0..(-exp - 1) {
-            out.push('0');
-        }
-        out.push_str(&digits);
-    } else {
-        let int_len = (exp + 1) as usize;
-        if digits.len() <= int_len {
-            out.push_str(&digits);
-            for _ in digits.len()..int_len {
-                out.push('0');
-            }
-        } else {
-            out.push_str(&digits[..int_len]);
-            out.push('.');
-            out.push_str(&digits[int_len..]);
-        }
-    }
-    out
-}
+/// Go's `FormatFloat(v, 'g', -1, 64)`, which client_golang writes.
+pub use common::gofmt::format_g as format_value;
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod error;
+pub mod gofmt;
 pub mod labels;
 pub mod limits;
 pub mod ratelimit;

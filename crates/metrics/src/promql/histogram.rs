@@ -794,34 +794,7 @@ pub(crate) fn parse_go_float(s: &str) -> Option<f64> {
     t.parse::<f64>().ok()
 }
 
-/// Go's `%g` (shortest representation; exponent form below 1e-4 and from 1e6 on).
-pub(crate) fn go_g(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() {
-            "-0".into()
-        } else {
-            "0".into()
-        };
-    }
-    let e = format!("{v:e}");
-    let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if !(-4..6).contains(&exp) {
-        let sign = if exp < 0 { '-' } else { '+' };
-        return format!("{mant}e{sign}{:02}", exp.abs());
-    }
-    format!("{v}")
-}
+pub(crate) use common::gofmt::format_g as go_g;
 
 /// Go's `FloatHistogram.String()`: `{count:C, sum:S, [lo,hi):n, …}` (non-empty buckets only).
 pub(crate) fn go_string(h: &Histogram) -> String {
