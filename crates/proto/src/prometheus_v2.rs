@@ -150,55 +150,13 @@ pub struct Histogram {
     pub start_timestamp: i64,
 }
 
-/// Oneofs and enums of [`Histogram`].
+/// Oneofs and enums of [`Histogram`]: on the wire they are 1.0's (same tags and values).
 pub mod histogram {
-    /// Total count: integer for integer histograms, float for float histograms.
-    #[derive(Clone, Copy, PartialEq, prost::Oneof)]
-    pub enum Count {
-        /// Integer histogram count.
-        #[prost(uint64, tag = "1")]
-        CountInt(u64),
-        /// Float histogram count.
-        #[prost(double, tag = "2")]
-        CountFloat(f64),
-    }
-
-    /// Zero bucket count, in the same form as [`Count`].
-    #[derive(Clone, Copy, PartialEq, prost::Oneof)]
-    pub enum ZeroCount {
-        /// Integer histogram zero count.
-        #[prost(uint64, tag = "6")]
-        ZeroCountInt(u64),
-        /// Float histogram zero count.
-        #[prost(double, tag = "7")]
-        ZeroCountFloat(f64),
-    }
-
-    /// Counter reset hint.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
-    #[repr(i32)]
-    pub enum ResetHint {
-        /// Unspecified.
-        Unspecified = 0,
-        /// A counter reset happened.
-        Yes = 1,
-        /// No counter reset happened.
-        No = 2,
-        /// A gauge histogram.
-        Gauge = 3,
-    }
+    pub use crate::prometheus::histogram::{Count, ResetHint, ZeroCount};
 }
 
-/// A run of consecutive buckets.
-#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
-pub struct BucketSpan {
-    /// Gap to the previous span (absolute index for the first span).
-    #[prost(sint32, tag = "1")]
-    pub offset: i32,
-    /// Number of consecutive buckets.
-    #[prost(uint32, tag = "2")]
-    pub length: u32,
-}
+/// A run of consecutive buckets (the same message as 1.0's).
+pub use crate::prometheus::BucketSpan;
 
 #[cfg(test)]
 mod tests {
