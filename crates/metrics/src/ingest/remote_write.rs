@@ -389,29 +389,19 @@ fn metric_type(t: i32) -> MetricType {
     }
 }
 
-/// Fields 1–16 of the 2.0 histogram are those of 1.0; the start timestamp is not stored yet.
+/// Fields 1–16 of the 2.0 histogram are those of 1.0 (same oneof and span types); the start
+/// timestamp is not stored yet.
 fn v2_histogram(h: v2::Histogram) -> v1::Histogram {
-    use v1::histogram::{Count, ZeroCount};
-    let span = |s: v2::BucketSpan| v1::BucketSpan {
-        offset: s.offset,
-        length: s.length,
-    };
     v1::Histogram {
-        count: h.count.map(|c| match c {
-            v2::histogram::Count::CountInt(n) => Count::CountInt(n),
-            v2::histogram::Count::CountFloat(f) => Count::CountFloat(f),
-        }),
+        count: h.count,
         sum: h.sum,
         schema: h.schema,
         zero_threshold: h.zero_threshold,
-        zero_count: h.zero_count.map(|c| match c {
-            v2::histogram::ZeroCount::ZeroCountInt(n) => ZeroCount::ZeroCountInt(n),
-            v2::histogram::ZeroCount::ZeroCountFloat(f) => ZeroCount::ZeroCountFloat(f),
-        }),
-        negative_spans: h.negative_spans.into_iter().map(span).collect(),
+        zero_count: h.zero_count,
+        negative_spans: h.negative_spans,
         negative_deltas: h.negative_deltas,
         negative_counts: h.negative_counts,
-        positive_spans: h.positive_spans.into_iter().map(span).collect(),
+        positive_spans: h.positive_spans,
         positive_deltas: h.positive_deltas,
         positive_counts: h.positive_counts,
         reset_hint: h.reset_hint,
