@@ -336,6 +336,22 @@ impl MetricsStore {
         self.inner.tenants.read().get(tenant).cloned()
     }
 
+    /// The tenant's database for a write (an error once the store is closed). A tenant new to this
+    /// node may have blocks in the bucket already: learn where they end first, so that the head
+    /// rejects samples for windows that are cut.
+    async fn db_for_write(&self, tenant: &TenantId) -> Result<Arc<TenantDb>, Error> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Internal("metrics store is closed".into()));
+        }
+        match self.tenant_db(tenant) {
+            Some(db) => Ok(db),
+            None => {
+                self.block_list(tenant, false).await?;
+                self.tenant_db_or_create(tenant)
+            }
+        }
+    }
+
     fn tenant_db_or_create(&self, tenant: &TenantId) -> Result<Arc<TenantDb>, Error> {
         if let Some(db) = self.tenant_db(tenant) {
             return Ok(db);
@@ -365,18 +381,7 @@ impl MetricsStore {
     /// Returns only once the WAL record is durable. Errors: `TooManyRequests` when the request would
     /// exceed `max_active_series` (nothing is written then), `Storage` when the WAL fails.
     pub async fn write(&self, tenant: &TenantId, batch: WriteBatch) -> Result<WriteOutcome, Error> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(Error::Internal("metrics store is closed".into()));
-        }
-        let db = match self.tenant_db(tenant) {
-            Some(db) => db,
-            None => {
-                // A tenant new to this node may have blocks in the bucket already: learn where they
-                // end first, so that the head rejects samples for windows that are cut.
-                self.block_list(tenant, false).await?;
-                self.tenant_db_or_create(tenant)?
-            }
-        };
+        let db = self.db_for_write(tenant).await?;
         let limits = self.inner.overrides.get(tenant);
         let _g = db.gate.read().await;
         let (rec, outcome) = db.head.append(tenant, batch, &limits)?;
@@ -393,16 +398,7 @@ impl MetricsStore {
         tenant: &TenantId,
         w: &RawWrite<'_>,
     ) -> Result<WriteOutcome, Error> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(Error::Internal("metrics store is closed".into()));
-        }
-        let db = match self.tenant_db(tenant) {
-            Some(db) => db,
-            None => {
-                self.block_list(tenant, false).await?;
-                self.tenant_db_or_create(tenant)?
-            }
-        };
+        let db = self.db_for_write(tenant).await?;
         let limits = self.inner.overrides.get(tenant);
         let _g = db.gate.read().await;
         let (rec, outcome) = db.head.append_raw(tenant, w, &limits)?;
