@@ -474,6 +474,17 @@ struct Pending {
     exemplars: Vec<Exemplar>,
 }
 
+impl Pending {
+    /// A float series without exemplars (`_sum`, `_count`, quantiles).
+    fn float(labels: Vec<Label>, v: f64) -> Self {
+        Self {
+            labels,
+            value: Value::Float(v),
+            exemplars: vec![],
+        }
+    }
+}
+
 struct Builder<'a> {
     limits: &'a Limits,
     now_ms: i64,
@@ -502,6 +513,18 @@ impl Builder<'_> {
                     unit: unit.to_string(),
                 },
             ));
+        }
+    }
+
+    /// [`Builder::commit`] for one OTLP data point: its timestamp when written, else 0 with the
+    /// point counted as rejected.
+    fn commit_point(&mut self, t: i64, pending: Vec<Pending>, delta: bool) -> i64 {
+        match self.commit(t, pending, delta) {
+            Ok(()) => t,
+            Err(e) => {
+                self.reject(1, e);
+                0
+            }
         }
     }
 
@@ -657,12 +680,7 @@ fn target_info(b: &mut Builder<'_>, ctx: &ResourceCtx, attrs: &[KeyValue], newes
         return;
     }
     let labels = ctx.labels(&rest, "target_info", None);
-    let p = Pending {
-        labels,
-        value: Value::Float(1.0),
-        exemplars: vec![],
-    };
-    match b.commit(newest_ms, vec![p], false) {
+    match b.commit(newest_ms, vec![Pending::float(labels, 1.0)], false) {
         Ok(()) => b.metadata("target_info", MetricType::Gauge, "Target metadata", ""),
         // target_info is derived, not an OTLP data point: report it without counting a rejection.
         Err(e) => b.reject(0, e),
@@ -854,24 +872,16 @@ fn explicit_histogram_point(
         exemplars: exemplars.collect(),
     });
     if let Some(sum) = p.sum {
-        pending.push(Pending {
-            labels: ctx.labels(&p.attributes, &format!("{name}_sum"), None),
-            value: Value::Float(val(sum)),
-            exemplars: vec![],
-        });
+        pending.push(Pending::float(
+            ctx.labels(&p.attributes, &format!("{name}_sum"), None),
+            val(sum),
+        ));
     }
-    pending.push(Pending {
-        labels: ctx.labels(&p.attributes, &format!("{name}_count"), None),
-        value: Value::Float(val(p.count as f64)),
-        exemplars: vec![],
-    });
-    match b.commit(t, pending, delta) {
-        Ok(()) => t,
-        Err(e) => {
-            b.reject(1, e);
-            0
-        }
-    }
+    pending.push(Pending::float(
+        ctx.labels(&p.attributes, &format!("{name}_count"), None),
+        val(p.count as f64),
+    ));
+    b.commit_point(t, pending, delta)
 }
 
 fn summary_point(
@@ -884,34 +894,25 @@ fn summary_point(
     let stale_point = no_recorded_value(p.flags);
     let val = |v: f64| if stale_point { stale() } else { v };
     let mut pending = Vec::with_capacity(p.quantile_values.len() + 2);
-    pending.push(Pending {
-        labels: ctx.labels(&p.attributes, &format!("{name}_sum"), None),
-        value: Value::Float(val(p.sum)),
-        exemplars: vec![],
-    });
-    pending.push(Pending {
-        labels: ctx.labels(&p.attributes, &format!("{name}_count"), None),
-        value: Value::Float(val(p.count as f64)),
-        exemplars: vec![],
-    });
+    pending.push(Pending::float(
+        ctx.labels(&p.attributes, &format!("{name}_sum"), None),
+        val(p.sum),
+    ));
+    pending.push(Pending::float(
+        ctx.labels(&p.attributes, &format!("{name}_count"), None),
+        val(p.count as f64),
+    ));
     for q in &p.quantile_values {
-        pending.push(Pending {
-            labels: ctx.labels(
+        pending.push(Pending::float(
+            ctx.labels(
                 &p.attributes,
                 name,
                 Some(("quantile", format_float(q.quantile))),
             ),
-            value: Value::Float(val(q.value)),
-            exemplars: vec![],
-        });
+            val(q.value),
+        ));
     }
-    match b.commit(t, pending, false) {
-        Ok(()) => t,
-        Err(e) => {
-            b.reject(1, e);
-            0
-        }
-    }
+    b.commit_point(t, pending, false)
 }
 
 fn exponential_histogram_point(
@@ -935,13 +936,7 @@ fn exponential_histogram_point(
         value: Value::Hist(h),
         exemplars,
     }];
-    match b.commit(t, pending, delta) {
-        Ok(()) => t,
-        Err(e) => {
-            b.reject(1, e);
-            0
-        }
-    }
+    b.commit_point(t, pending, delta)
 }
 
 /// Converts an OTLP exponential histogram point to a native histogram (float form): schema =
