@@ -442,6 +442,30 @@ impl MetricsStore {
         Ok(metas)
     }
 
+    /// The blocks of `tenant` overlapping `[mint, maxt]` with their indexes; blocks compacted away
+    /// since the list was read are skipped.
+    async fn overlapping_blocks(
+        &self,
+        tenant: &TenantId,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(BlockMeta, Arc<BlockIndex>)>, Error> {
+        let mut out = Vec::new();
+        for meta in self
+            .block_list(tenant, false)
+            .await?
+            .iter()
+            .filter(|m| overlaps(m, mint, maxt))
+        {
+            match self.block_index(tenant, meta).await {
+                Ok(ix) => out.push((meta.clone(), ix)),
+                Err(Error::Storage(e)) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     async fn block_index(
         &self,
         tenant: &TenantId,
@@ -541,24 +565,14 @@ impl MetricsStore {
         let mut parts = Vec::new();
         let mut sources = 0;
         let mut samples = 0usize;
-        for meta in self
-            .block_list(tenant, false)
-            .await?
-            .iter()
-            .filter(|m| overlaps(m, mint, maxt))
-        {
-            let ix = match self.block_index(tenant, meta).await {
-                Ok(ix) => ix,
-                Err(Error::Storage(e)) if e.is_not_found() => continue, // compacted away meanwhile
-                Err(e) => return Err(e),
-            };
+        for (meta, ix) in self.overlapping_blocks(tenant, mint, maxt).await? {
             let ids = ix.select(matchers, mint, maxt);
             if ids.is_empty() {
                 continue;
             }
             lim.check_series(tenant, ids.len())?;
             match self
-                .read_block_series(tenant, meta, &ix, &ids, mint, maxt)
+                .read_block_series(tenant, &meta, &ix, &ids, mint, maxt)
                 .await
             {
                 Ok(s) => {
@@ -630,17 +644,7 @@ impl MetricsStore {
         maxt: i64,
         out: &mut BTreeSet<Labels>,
     ) -> Result<(), Error> {
-        for meta in self
-            .block_list(tenant, false)
-            .await?
-            .iter()
-            .filter(|m| overlaps(m, mint, maxt))
-        {
-            let ix = match self.block_index(tenant, meta).await {
-                Ok(ix) => ix,
-                Err(Error::Storage(e)) if e.is_not_found() => continue,
-                Err(e) => return Err(e),
-            };
+        for (_, ix) in self.overlapping_blocks(tenant, mint, maxt).await? {
             out.extend(
                 ix.select(matchers, mint, maxt)
                     .into_iter()
