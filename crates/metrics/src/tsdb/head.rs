@@ -376,28 +376,26 @@ fn labels_equal_raw(pairs: &[u32], labels: &[(&str, &str)], syms: &Symbols) -> b
 }
 
 impl Shard {
-    fn lookup_raw(&self, hash: u64, labels: &[(&str, &str)], syms: &Symbols) -> Option<u32> {
+    /// The slot of the series with label hash `hash` whose interned pairs satisfy `eq` (the hash
+    /// slot first, then the rare collision list).
+    fn lookup_by(&self, hash: u64, eq: impl Fn(&[u32]) -> bool) -> Option<u32> {
         let slot = *self.by_hash.get(&hash)?;
-        if labels_equal_raw(&self.series[slot as usize].labels, labels, syms) {
+        if eq(&self.series[slot as usize].labels) {
             return Some(slot);
         }
         self.collisions
             .get(&hash)?
             .iter()
             .copied()
-            .find(|&s| labels_equal_raw(&self.series[s as usize].labels, labels, syms))
+            .find(|&s| eq(&self.series[s as usize].labels))
+    }
+
+    fn lookup_raw(&self, hash: u64, labels: &[(&str, &str)], syms: &Symbols) -> Option<u32> {
+        self.lookup_by(hash, |pairs| labels_equal_raw(pairs, labels, syms))
     }
 
     fn lookup(&self, hash: u64, labels: &Labels, syms: &Symbols) -> Option<u32> {
-        let slot = *self.by_hash.get(&hash)?;
-        if labels_equal(&self.series[slot as usize].labels, labels, syms) {
-            return Some(slot);
-        }
-        self.collisions
-            .get(&hash)?
-            .iter()
-            .copied()
-            .find(|&s| labels_equal(&self.series[s as usize].labels, labels, syms))
+        self.lookup_by(hash, |pairs| labels_equal(pairs, labels, syms))
     }
 
     fn insert(&mut self, hash: u64, pairs: Box<[u32]>) -> u32 {
