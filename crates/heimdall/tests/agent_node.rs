@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{client, eventually, free_port, have_peer, now_ms, wait_ready, Proc};
+use support::{
+    client, eventually, free_port, have_peer, now_ms, start_prometheus, wait_ready, Proc,
+};
 
 /// node_exporter 1.5's upstream `--collector.filesystem.mount-points-exclude` default. Debian patches
 /// its defaults (this one also hides /run, /mnt and /media; netdev hides `lo`); the agent keeps
@@ -358,28 +360,12 @@ fn agent_forwards_to_prometheus_durably() {
     let t1 = now_ms() as f64 / 1000.0;
 
     // Phase 2: Prometheus comes up, the agent restarts and re-sends what was never acknowledged.
-    let prom_log = dir.path().join("prometheus.log");
-    std::fs::write(
-        dir.path().join("prometheus.yml"),
+    let (_prom, _, _) = start_prometheus(
+        dir.path(),
+        prom_port,
         "global:\n  scrape_interval: 15s\n",
-    )
-    .unwrap();
-    let _prom = Proc::spawn(
-        "prometheus",
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("prom-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .arg("--web.enable-remote-write-receiver"),
-        &prom_log,
+        true,
     );
-    wait_ready(&format!("{prom}/-/ready"), &prom_log);
     let _agent = start_agent(dir.path(), &cfg, "agent-2.log");
 
     let series = eventually(Duration::from_secs(60), || {

@@ -7,7 +7,6 @@
 
 mod support;
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use support::*;
@@ -44,33 +43,14 @@ fn prometheus_remote_write_matches_prometheus_own_view() {
     let h = Heimdall::start_with_token(dir.path(), "prom", TOKEN);
     let (_node, node_port) = start_node_exporter(dir.path());
 
-    let prom_port = free_port();
-    let prom_cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_cfg,
-        format!(
+    let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{node_port}']\n\
              remote_write:\n  - url: {}/api/v1/write\n    authorization:\n      credentials: {TOKEN}\n    \
              queue_config:\n      batch_send_deadline: 1s\n      max_shards: 2\n    metadata_config:\n      send_interval: 1s\n",
             h.url
-        ),
-    )
-    .unwrap();
-    let prom_log = dir.path().join("prometheus.log");
-    let _prom = Proc::spawn(
-        "prometheus",
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", prom_cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("prom-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
-        &prom_log,
     );
-    let prom = format!("http://127.0.0.1:{prom_port}");
-    wait_ready(&format!("{prom}/-/ready"), &prom_log);
+    let (_prom, prom, prom_log) = start_prometheus(dir.path(), free_port(), &config, false);
 
     let start = now_ms() as f64 / 1000.0 - 60.0;
     // Let a few scrapes happen, then the two views must converge (remote write lags by ~1 s).

@@ -21,7 +21,6 @@
 
 mod support;
 use std::fmt::Write as _;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -486,35 +485,15 @@ fn promql_matches_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let h = Heimdall::start_with_token(dir.path(), TENANT, TOKEN);
     let (_node, node_port) = start_node_exporter(dir.path());
-    let prom_port = free_port();
-    let prom_cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_cfg,
-        format!(
+    let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1m\n\
              scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{node_port}']\n\
              remote_write:\n  - url: {}/api/v1/write\n    authorization:\n      credentials: {TOKEN}\n    \
              write_relabel_configs:\n      - source_labels: [job]\n        regex: node\n        action: keep\n    \
              queue_config:\n      batch_send_deadline: 1s\n      max_shards: 2\n",
             h.url
-        ),
-    )
-    .unwrap();
-    let prom_log = dir.path().join("prometheus.log");
-    let _prom = Proc::spawn(
-        "prometheus",
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", prom_cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("prom-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .arg("--web.enable-remote-write-receiver"),
-        &prom_log,
     );
-    let prom_url = format!("http://127.0.0.1:{prom_port}");
-    wait_ready(&format!("{prom_url}/-/ready"), &prom_log);
+    let (_prom, prom_url, prom_log) = start_prometheus(dir.path(), free_port(), &config, true);
 
     let ours = Target {
         name: "heimdall",

@@ -203,6 +203,34 @@ pub fn start_node_exporter(dir: &Path) -> (Proc, u16) {
     (p, port)
 }
 
+/// Writes `config` to `<dir>/prometheus.yml` and starts the Debian `prometheus` on `port` (logging to
+/// `<dir>/prometheus.log`, optionally as a remote-write receiver); returns it once ready, with its
+/// base URL and log path.
+pub fn start_prometheus(
+    dir: &Path,
+    port: u16,
+    config: &str,
+    receiver: bool,
+) -> (Proc, String, PathBuf) {
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(&cfg, config).unwrap();
+    let log = dir.join("prometheus.log");
+    let mut cmd = Command::new("prometheus");
+    cmd.arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("prom-data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+    if receiver {
+        cmd.arg("--web.enable-remote-write-receiver");
+    }
+    let p = Proc::spawn("prometheus", &mut cmd, &log);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&format!("{url}/-/ready"), &log);
+    (p, url, log)
+}
+
 /// Waits until `url` answers 200, failing with the log's tail after 60 s.
 pub fn wait_ready(url: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
