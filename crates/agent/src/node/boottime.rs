@@ -23,8 +23,7 @@ mod tests {
 
     #[test]
     fn fixture() {
-        let mut out = Families::new();
-        collect(&testutil::ctx(), &mut out).unwrap();
+        let out = testutil::collect_fixture(collect);
         assert_eq!(out.value("node_boot_time_seconds", &[]), Some(1760000000.0));
         assert!(out.render().contains("node_boot_time_seconds 1.76e+09\n"));
     }

@@ -262,8 +262,7 @@ mod tests {
 
     #[test]
     fn fixture() {
-        let mut out = Families::new();
-        collect(&testutil::ctx(), &mut out).unwrap();
+        let out = testutil::collect_fixture(collect);
         let v = |n: &str, dev: &str| out.value(n, &[("device", dev)]);
         // Partitions and loop devices are excluded; nvme0n1p1 too; dm-0 and nvme0n1 stay.
         assert_eq!(v("node_disk_reads_completed_total", "sda"), Some(1000.0));

@@ -38,8 +38,7 @@ mod tests {
 
     #[test]
     fn fixture() {
-        let mut out = Families::new();
-        collect(&testutil::ctx(), &mut out).unwrap();
+        let out = testutil::collect_fixture(collect);
         assert_eq!(out.value("node_filefd_allocated", &[]), Some(1920.0));
         assert_eq!(
             out.value("node_filefd_maximum", &[]),

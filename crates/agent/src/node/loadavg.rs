@@ -31,8 +31,7 @@ mod tests {
 
     #[test]
     fn fixture() {
-        let mut out = Families::new();
-        collect(&testutil::ctx(), &mut out).unwrap();
+        let out = testutil::collect_fixture(collect);
         assert_eq!(out.value("node_load1", &[]), Some(0.52));
         assert_eq!(out.value("node_load5", &[]), Some(1.25));
         assert_eq!(out.value("node_load15", &[]), Some(2.0));

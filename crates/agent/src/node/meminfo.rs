@@ -66,8 +66,7 @@ mod tests {
 
     #[test]
     fn fixture() {
-        let mut out = Families::new();
-        collect(&testutil::ctx(), &mut out).unwrap();
+        let out = testutil::collect_fixture(collect);
         assert_eq!(
             out.value("node_memory_MemTotal_bytes", &[]),
             Some(8000000.0 * 1024.0)

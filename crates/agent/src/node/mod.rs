@@ -182,6 +182,15 @@ pub(crate) mod testutil {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
     }
 
+    /// Runs one collector over the fixture tree.
+    pub fn collect_fixture(
+        collect: fn(&Ctx, &mut crate::exposition::Families) -> Result<(), crate::Error>,
+    ) -> crate::exposition::Families {
+        let mut out = crate::exposition::Families::new();
+        collect(&ctx(), &mut out).unwrap();
+        out
+    }
+
     /// A context reading the fixture tree.
     pub fn ctx() -> Ctx {
         let f = fixtures();

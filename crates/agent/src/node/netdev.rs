@@ -92,8 +92,7 @@ mod tests {
 
     #[test]
     fn fixture() {
-        let mut out = Families::new();
-        collect(&testutil::ctx(), &mut out).unwrap();
+        let out = testutil::collect_fixture(collect);
         let v = |n: &str, dev: &str| out.value(n, &[("device", dev)]);
         assert_eq!(
             v("node_network_receive_bytes_total", "ens3"),

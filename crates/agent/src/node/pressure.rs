@@ -74,8 +74,7 @@ mod tests {
 
     #[test]
     fn fixture() {
-        let mut out = Families::new();
-        collect(&testutil::ctx(), &mut out).unwrap();
+        let out = testutil::collect_fixture(collect);
         assert_eq!(
             out.value("node_pressure_cpu_waiting_seconds_total", &[]),
             Some(123.456789)

@@ -74,8 +74,7 @@ mod tests {
 
     #[test]
     fn fixture() {
-        let mut out = Families::new();
-        collect(&testutil::ctx(), &mut out).unwrap();
+        let out = testutil::collect_fixture(collect);
         let v = |n: &str| out.value(n, &[]);
         let page = rustix::param::page_size() as f64;
         assert_eq!(v("node_sockstat_sockets_used"), Some(230.0));

@@ -80,8 +80,7 @@ mod tests {
 
     #[test]
     fn fixture() {
-        let mut out = Families::new();
-        collect(&testutil::ctx(), &mut out).unwrap();
+        let out = testutil::collect_fixture(collect);
         assert_eq!(out.value("node_intr_total", &[]), Some(8123456.0));
         assert_eq!(
             out.value("node_context_switches_total", &[]),

@@ -143,8 +143,7 @@ mod tests {
 
     #[test]
     fn fixture() {
-        let mut out = Families::new();
-        collect(&testutil::ctx(), &mut out).unwrap();
+        let out = testutil::collect_fixture(collect);
         let now = out.value("node_time_seconds", &[]).unwrap();
         assert!(now > 1.7e9);
         let c = |n: &str, cs: &str| out.value(n, &[("device", "0"), ("clocksource", cs)]);

@@ -33,8 +33,7 @@ mod tests {
 
     #[test]
     fn fixture() {
-        let mut out = Families::new();
-        collect(&testutil::ctx(), &mut out).unwrap();
+        let out = testutil::collect_fixture(collect);
         assert_eq!(
             out.names(),
             vec![
