@@ -716,38 +716,70 @@ impl MetricsStore {
         maxt: i64,
         limit: usize,
     ) -> Result<Vec<String>, Error> {
-        let mut names = BTreeSet::new();
-        if selectors.is_empty() && !tenants.is_federated() {
-            // Fast path: postings know the names without touching series.
-            let t = &tenants.tenants()[0];
-            let db = self.tenant_db(t);
-            if db
-                .as_ref()
-                .is_none_or(|db| Self::head_within(db, mint, maxt))
-            {
-                if let Some(db) = &db {
-                    names.extend(db.head.all_label_names());
-                }
-                for meta in self
-                    .block_list(t, false)
-                    .await?
-                    .iter()
-                    .filter(|m| overlaps(m, mint, maxt))
-                {
-                    if meta.min_time < mint || meta.max_time > maxt {
-                        names.clear();
-                        return self
-                            .label_names_slow(tenants, selectors, mint, maxt, limit)
-                            .await;
-                    }
-                    let ix = self.block_index(t, meta).await?;
-                    names.extend(ix.postings.names().map(|n| ix.symbols.get(n).to_string()));
-                }
-                return Ok(take(names.into_iter(), limit));
+        let fast = self
+            .labels_from_postings(
+                tenants,
+                selectors,
+                mint,
+                maxt,
+                |head| head.all_label_names(),
+                |ix| {
+                    ix.postings
+                        .names()
+                        .map(|n| ix.symbols.get(n).to_string())
+                        .collect()
+                },
+            )
+            .await?;
+        match fast {
+            Some(names) => Ok(take(names.into_iter(), limit)),
+            None => {
+                self.label_names_slow(tenants, selectors, mint, maxt, limit)
+                    .await
             }
         }
-        self.label_names_slow(tenants, selectors, mint, maxt, limit)
-            .await
+    }
+
+    /// The postings fast path of [`Self::label_names`] and [`Self::label_values`]: with no selectors,
+    /// one tenant, and the head and every overlapping block lying wholly inside `[mint, maxt]`, the
+    /// answer is the union of what `from_head` and `from_block` read from the indexes, without
+    /// touching series. `None` when the path does not apply.
+    async fn labels_from_postings(
+        &self,
+        tenants: &TenantSet,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        from_head: impl Fn(&Head) -> Vec<String>,
+        from_block: impl Fn(&BlockIndex) -> Vec<String>,
+    ) -> Result<Option<BTreeSet<String>>, Error> {
+        if !selectors.is_empty() || tenants.is_federated() {
+            return Ok(None);
+        }
+        let t = &tenants.tenants()[0];
+        let db = self.tenant_db(t);
+        if db
+            .as_ref()
+            .is_some_and(|db| !Self::head_within(db, mint, maxt))
+        {
+            return Ok(None);
+        }
+        let blocks = self.block_list(t, false).await?;
+        if blocks
+            .iter()
+            .any(|m| overlaps(m, mint, maxt) && (m.min_time < mint || m.max_time > maxt))
+        {
+            return Ok(None);
+        }
+        let mut out: BTreeSet<String> = db
+            .map(|db| from_head(&db.head))
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        for (_, ix) in self.overlapping_blocks(t, mint, maxt).await? {
+            out.extend(from_block(&ix));
+        }
+        Ok(Some(out))
     }
 
     async fn label_names_slow(
@@ -780,41 +812,25 @@ impl MetricsStore {
         maxt: i64,
         limit: usize,
     ) -> Result<Vec<String>, Error> {
-        if selectors.is_empty() && !tenants.is_federated() {
-            let t = &tenants.tenants()[0];
-            let db = self.tenant_db(t);
-            if db
-                .as_ref()
-                .is_none_or(|db| Self::head_within(db, mint, maxt))
-            {
-                let mut values = BTreeSet::new();
-                if let Some(db) = &db {
-                    values.extend(db.head.all_label_values(name));
-                }
-                let mut fast = true;
-                for meta in self
-                    .block_list(t, false)
-                    .await?
-                    .iter()
-                    .filter(|m| overlaps(m, mint, maxt))
-                {
-                    if meta.min_time < mint || meta.max_time > maxt {
-                        fast = false;
-                        break;
-                    }
-                    let ix = self.block_index(t, meta).await?;
-                    if let Some(n) = ix.symbols.lookup(name) {
-                        values.extend(
-                            ix.postings
-                                .values(n)
-                                .map(|(v, _)| ix.symbols.get(v).to_string()),
-                        );
-                    }
-                }
-                if fast {
-                    return Ok(take(values.into_iter(), limit));
-                }
-            }
+        let fast = self
+            .labels_from_postings(
+                tenants,
+                selectors,
+                mint,
+                maxt,
+                |head| head.all_label_values(name),
+                |ix| match ix.symbols.lookup(name) {
+                    Some(n) => ix
+                        .postings
+                        .values(n)
+                        .map(|(v, _)| ix.symbols.get(v).to_string())
+                        .collect(),
+                    None => Vec::new(),
+                },
+            )
+            .await?;
+        if let Some(values) = fast {
+            return Ok(take(values.into_iter(), limit));
         }
         let mut values = BTreeSet::new();
         for l in self.collect_series(tenants, selectors, mint, maxt).await? {
