@@ -1,9 +1,10 @@
-//! Wire types of the protocols heimdall speaks: Prometheus remote_write 1.0/2.0 and remote_read
+//! Wire types of the protocols heimdall speaks: Prometheus remote_write 1.0/2.0 and remote_read, Loki push
 //! (hand-written `prost` structs built from the documented field numbers; no `build.rs`, no
 //! `protoc`), and the OTLP types re-exported from `opentelemetry-proto`.
 //!
 //! This crate holds data types only: no validation, no I/O, no dependency on other heimdall crates.
 
+pub mod loki;
 pub mod prometheus;
 pub mod prometheus_v2;
 

@@ -1,0 +1,11 @@
+//! Logs: Loki-compatible ingest, the log store, LogQL and the Loki HTTP API.
+//!
+//! Owns everything log-specific; builds on `storage` (WAL, blocks, object store) and `common`
+//! (tenants, labels, limits). Must not depend on other signal crates or on `server`.
+
+pub mod error;
+pub mod logql;
+pub mod model;
+pub mod store;
+
+pub use error::Error;

@@ -1,0 +1,167 @@
+//! The data model shared by ingest, storage and LogQL: entries, streams, and the read seam
+//! ([`LogSource`]) through which query engines see a tenant's logs.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use common::{Labels, Matcher, TenantId, TenantSet};
+
+use crate::Error;
+
+/// Structured metadata of one entry: name/value pairs in the order they were pushed.
+pub type Metadata = Vec<(String, String)>;
+
+/// One log line as pushed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Unix nanoseconds.
+    pub ts: i64,
+    /// The line (Loki lines are UTF-8 strings).
+    pub line: String,
+    /// Structured metadata (not indexed).
+    pub metadata: Metadata,
+}
+
+/// The entries of one stream in one push.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamPush {
+    /// Stream labels, sorted, validated.
+    pub labels: Labels,
+    /// Entries in push order.
+    pub entries: Vec<Entry>,
+}
+
+/// A stream as the store knows it.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    /// Owner.
+    pub tenant: TenantId,
+    /// Stream labels (without `__tenant_id__`; the engine adds it for federated reads).
+    pub labels: Arc<Labels>,
+    /// Stable hash of `labels`.
+    pub fingerprint: u64,
+}
+
+/// A decoded, columnar run of entries of one stream, oldest first.
+///
+/// Lines are concatenated in `lines`; entry `i` is `lines[line_ends[i-1]..line_ends[i]]` (with
+/// `line_ends[-1] = 0`). Structured metadata is likewise `meta[meta_ends[i-1]..meta_ends[i]]`.
+/// Keeping lines contiguous lets a line filter run one substring search over the whole batch.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// Unix nanoseconds, non-decreasing.
+    pub ts: Vec<i64>,
+    /// End offset of each line in `lines`.
+    pub line_ends: Vec<u32>,
+    /// All lines, back to back.
+    pub lines: Vec<u8>,
+    /// End offset of each entry's metadata in `meta`.
+    pub meta_ends: Vec<u32>,
+    /// All metadata pairs, back to back.
+    pub meta: Vec<(Arc<str>, Arc<str>)>,
+}
+
+impl Batch {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// The line of entry `i`.
+    pub fn line(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.line_ends[i - 1] as usize };
+        &self.lines[start..self.line_ends[i] as usize]
+    }
+
+    /// The structured metadata of entry `i`.
+    pub fn metadata(&self, i: usize) -> &[(Arc<str>, Arc<str>)] {
+        let start = if i == 0 { 0 } else { self.meta_ends[i - 1] as usize };
+        &self.meta[start..self.meta_ends[i] as usize]
+    }
+
+    /// Appends one entry.
+    pub fn push(&mut self, ts: i64, line: &[u8], meta: impl IntoIterator<Item = (Arc<str>, Arc<str>)>) {
+        self.ts.push(ts);
+        self.lines.extend_from_slice(line);
+        self.line_ends.push(self.lines.len() as u32);
+        self.meta.extend(meta);
+        self.meta_ends.push(self.meta.len() as u32);
+    }
+
+    /// Removes every entry, keeping capacity.
+    pub fn clear(&mut self) {
+        self.ts.clear();
+        self.line_ends.clear();
+        self.lines.clear();
+        self.meta_ends.clear();
+        self.meta.clear();
+    }
+}
+
+/// What a query wants read.
+#[derive(Debug, Clone)]
+pub struct ScanRequest {
+    /// Tenants to read (one, or several when federated).
+    pub tenants: TenantSet,
+    /// Stream selector; at least one matcher.
+    pub matchers: Vec<Matcher>,
+    /// Inclusive start, unix ns.
+    pub start: i64,
+    /// Exclusive end, unix ns.
+    pub end: i64,
+    /// Substrings every wanted line contains (from `|=` filters); a store may skip chunks or blocks
+    /// that provably contain none of them. Purely an optimisation: the engine filters again.
+    pub required: Vec<Vec<u8>>,
+}
+
+/// Per-stream totals in a time range (for series, labels, index stats and volume).
+#[derive(Debug, Clone)]
+pub struct StreamStats {
+    /// The stream.
+    pub info: StreamInfo,
+    /// Entries in range (approximate: whole chunks overlapping the range).
+    pub entries: u64,
+    /// Line bytes in range (approximate like `entries`).
+    pub bytes: u64,
+    /// Chunks overlapping the range.
+    pub chunks: u64,
+}
+
+/// Counters a scan reports for the query stats block.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanStats {
+    /// Chunks decoded.
+    pub chunks: u64,
+    /// Entries handed to the sink.
+    pub entries: u64,
+    /// Line bytes handed to the sink.
+    pub bytes: u64,
+}
+
+/// The read seam: engines and APIs read logs only through this trait.
+#[async_trait]
+pub trait LogSource: Send + Sync {
+    /// Calls `sink` with batches of entries in `[start, end)` of every matching stream. Batches of
+    /// one stream arrive in time order; batches of different streams may interleave. The sink stops
+    /// the scan by returning `ControlFlow::Break`.
+    async fn scan(
+        &self,
+        req: &ScanRequest,
+        sink: &mut (dyn FnMut(&StreamInfo, &Batch) -> ControlFlow<()> + Send),
+    ) -> Result<ScanStats, Error>;
+
+    /// Streams matching `matchers` that have entries overlapping `[start, end)`, with totals.
+    async fn streams(
+        &self,
+        tenants: &TenantSet,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<StreamStats>, Error>;
+}
