@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use common::config::Duration;
 use serde::{Deserialize, Serialize};
 
+pub use crate::logs::LogsConfig;
 use crate::Error;
 
 /// The agent's configuration.
@@ -21,8 +22,10 @@ pub struct AgentConfig {
     pub node: NodeConfig,
     /// Where collected samples are sent; none means `/metrics` only.
     pub remote_write: Option<RemoteWriteConfig>,
-    /// Directory of the durable forwarding buffer.
+    /// Directory of the durable forwarding buffers (and of the log positions file).
     pub data_dir: PathBuf,
+    /// Log tailing (pod logs and files) shipped to a Loki push endpoint; off by default.
+    pub logs: LogsConfig,
 }
 
 impl Default for AgentConfig {
@@ -33,6 +36,7 @@ impl Default for AgentConfig {
             node: NodeConfig::default(),
             remote_write: None,
             data_dir: PathBuf::from("./heimdall-agent-data"),
+            logs: LogsConfig::default(),
         }
     }
 }
@@ -67,6 +71,7 @@ impl AgentConfig {
         if let Some(rw) = &self.remote_write {
             rw.validate()?;
         }
+        self.logs.validate(self.remote_write.as_ref())?;
         Ok(())
     }
 }
@@ -258,5 +263,16 @@ mod tests {
         assert!(AgentConfig::from_yaml("remote_write:\n  url: ftp://x").is_err());
         assert!(AgentConfig::from_yaml("remote_write:\n  url: https://x").is_ok());
         assert!(AgentConfig::from_yaml("node:\n  vmstat_fields: '('").is_err());
+        let cfg = AgentConfig::from_yaml(
+            "remote_write:\n  url: http://h:8080/api/v1/push\nlogs:\n  enabled: true\n  files: [/var/log/syslog]\n  static_labels: {cluster: c}\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.logs.files, vec!["/var/log/syslog".to_string()]);
+        assert_eq!(cfg.logs.pod_logs_glob, "/var/log/pods/*/*/*.log");
+        assert!(
+            AgentConfig::from_yaml("logs:\n  enabled: true\n").is_err(),
+            "no url"
+        );
+        assert!(AgentConfig::from_yaml("logs:\n  enable: true\n").is_err());
     }
 }

@@ -1,5 +1,5 @@
-//! Running the agent: the collection loop that feeds the forwarder, and the HTTP endpoints
-//! (`/metrics` with fresh node metrics, `/ready`).
+//! Running the agent: the collection loop that feeds the forwarder, log tailing, and the HTTP
+//! endpoints (`/metrics` with fresh node metrics and the agent's own counters, `/ready`).
 
 use std::sync::Arc;
 
@@ -10,13 +10,15 @@ use axum::Router;
 
 use crate::exposition::CONTENT_TYPE;
 use crate::forward::to_write_request;
+use crate::logs::Logs;
 use crate::node::uname::hostname;
-use crate::{AgentConfig, Error, NodeCollector, RemoteWriteForwarder};
+use crate::{AgentConfig, Error, LogsConfig, NodeCollector, RemoteWriteForwarder};
 
 /// A started agent: its background tasks stop when this is dropped.
 pub struct Agent {
     collector: Arc<NodeCollector>,
     forwarder: Option<RemoteWriteForwarder>,
+    logs: Option<Logs>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -29,8 +31,9 @@ impl Drop for Agent {
 }
 
 impl Agent {
-    /// Opens the forwarding buffer and starts collecting every `scrape_interval` (and forwarding,
-    /// when `remote_write` is set). Must be called inside a tokio runtime.
+    /// Opens the forwarding buffers and starts collecting every `scrape_interval` (and forwarding,
+    /// when `remote_write` is set) and tailing logs (when `logs.enabled`). Must be called inside a
+    /// tokio runtime.
     pub fn start(cfg: &AgentConfig) -> Result<Self, Error> {
         cfg.validate()?;
         let collector = Arc::new(NodeCollector::new(cfg.node.clone())?);
@@ -72,9 +75,17 @@ impl Agent {
                 Some(fwd)
             }
         };
+        let logs = match Logs::start(&cfg.logs, cfg.remote_write.as_ref(), &cfg.data_dir)? {
+            Some((logs, t)) => {
+                tasks.extend(t);
+                Some(logs)
+            }
+            None => None,
+        };
         Ok(Self {
             collector,
             forwarder,
+            logs,
             tasks,
         })
     }
@@ -83,17 +94,22 @@ impl Agent {
     pub fn router(&self) -> Router {
         let collector = self.collector.clone();
         let forwarder = self.forwarder.clone();
+        let logs = self.logs.clone();
         Router::new()
             .route(
                 "/metrics",
                 get(move || {
                     let c = collector.clone();
                     let f = forwarder.clone();
+                    let l = logs.clone();
                     async move {
                         let fams = tokio::task::spawn_blocking(move || {
                             let mut fams = c.collect();
                             if let Some(f) = f {
                                 f.add_metrics(&mut fams);
+                            }
+                            if let Some(l) = l {
+                                l.add_metrics(&mut fams);
                             }
                             fams
                         })
@@ -131,14 +147,19 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| Error::Config(format!("listen on {}: {e}", cfg.listen)))?;
-    tracing::info!(listen = %cfg.listen, remote_write = ?cfg.remote_write.as_ref().map(|r| &r.url), "agent started");
+    tracing::info!(listen = %cfg.listen, remote_write = ?cfg.remote_write.as_ref().map(|r| &r.url), logs = cfg.logs.enabled, "agent started");
     agent.serve(listener, shutdown).await
 }
 
+/// System log files `heimdall up` tails when this user can read them.
+pub const UP_LOG_FILES: &[&str] = &["/var/log/syslog", "/var/log/messages", "/var/log/*.log"];
+
 /// The agent inside `heimdall up`: collect this host every 15 s and remote_write to the local
-/// server at `server_http` (tenant `anonymous`), buffering under `data_dir`; also serve the agent's
-/// `/metrics` on `listen` when that port is free. Returns the agent (keep it alive) and the URL of
-/// its `/metrics`, if bound.
+/// server at `server_http` (tenant `anonymous`), buffering under `data_dir`; tail pod logs and
+/// those of [`UP_LOG_FILES`] that are readable (new lines only on the first start) to the server's
+/// Loki push endpoint, all in tenant `anonymous`; also serve the agent's `/metrics` on `listen`
+/// when that port is free. Returns the agent (keep it alive) and the URL of its `/metrics`, if
+/// bound.
 pub async fn start_local(
     server_http: &str,
     data_dir: &std::path::Path,
@@ -153,6 +174,18 @@ pub async fn start_local(
             tenant: Some("anonymous".into()),
             ..Default::default()
         }),
+        logs: LogsConfig {
+            enabled: true,
+            url: Some(format!(
+                "http://{server}{}",
+                crate::logs::config::LOKI_PUSH_PATH
+            )),
+            tenant: Some("anonymous".into()),
+            tenant_from_namespace: false,
+            files: crate::logs::readable_globs(UP_LOG_FILES),
+            tail_from_end: true,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let mut agent = Agent::start(&cfg)?;
@@ -175,4 +208,29 @@ pub async fn start_local(
         }
     };
     Ok((agent, url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn up_agent_tails_logs_and_exports_their_metrics() {
+        let data = tempfile::tempdir().unwrap();
+        // Nothing needs to listen on the server address for the agent to start.
+        let (agent, url) = start_local("127.0.0.1:9", data.path(), "127.0.0.1:0")
+            .await
+            .unwrap();
+        assert!(url.is_some());
+        let logs = agent.logs.as_ref().expect("logs enabled by up");
+        let mut m = crate::Families::new();
+        logs.add_metrics(&mut m);
+        assert!(m.get("heimdall_agent_logs_files_tailed").is_some());
+        assert!(m
+            .value(
+                "heimdall_agent_logs_push_pending_batches",
+                &[("url", "http://127.0.0.1:9/loki/api/v1/push")]
+            )
+            .is_some());
+    }
 }

@@ -4,10 +4,12 @@
 //! This crate owns no I/O beyond reading config files and must not depend on any other heimdall crate.
 
 pub mod config;
+pub mod decompress;
 pub mod error;
 pub mod gofmt;
 pub mod labels;
 pub mod limits;
+pub mod params;
 pub mod ratelimit;
 pub mod tenant;
 pub mod time;

@@ -44,6 +44,31 @@ pub struct Limits {
     pub max_series_per_query: usize,
     /// Maximum number of samples one query may load. 0 disables the limit.
     pub max_samples_per_query: usize,
+    /// Logs: sustained ingestion rate in MB (10^6 bytes of lines) per second. 0 disables the limit.
+    pub ingestion_rate_mb: f64,
+    /// Logs: burst allowed above `ingestion_rate_mb`, in MB.
+    pub ingestion_burst_size_mb: f64,
+    /// Logs: longest accepted line, in bytes. 0 disables the limit.
+    pub max_line_size: usize,
+    /// Logs: truncate lines longer than `max_line_size` instead of rejecting them.
+    pub max_line_size_truncate: bool,
+    /// Logs: maximum number of streams per tenant in the head. 0 disables the limit.
+    pub max_global_streams_per_user: usize,
+    /// Logs: entries older than now minus this are rejected. Zero disables the check.
+    pub reject_old_samples_max_age: Duration,
+    /// Logs: entries older than the newest entry of their stream by more than this are rejected
+    /// (Loki accepts out-of-order writes within half of `max_chunk_age`, 1 h by default).
+    pub log_out_of_order_window: Duration,
+    /// Logs: accept structured metadata.
+    pub allow_structured_metadata: bool,
+    /// Logs: largest structured metadata of one entry, in bytes. 0 disables the limit.
+    pub max_structured_metadata_size: usize,
+    /// Logs: most structured metadata pairs of one entry. 0 disables the limit.
+    pub max_structured_metadata_entries_count: usize,
+    /// Logs: most entries one log query may return (`limit` above this is refused).
+    pub max_entries_limit_per_query: usize,
+    /// Logs: most series (streams) a metric query may return. 0 disables the limit.
+    pub max_query_series: usize,
 }
 
 impl Default for Limits {
@@ -62,6 +87,18 @@ impl Default for Limits {
             max_query_length: Duration::ZERO,
             max_series_per_query: 500_000,
             max_samples_per_query: 50_000_000,
+            ingestion_rate_mb: 64.0,
+            ingestion_burst_size_mb: 128.0,
+            max_line_size: 256 * 1024,
+            max_line_size_truncate: false,
+            max_global_streams_per_user: 100_000,
+            reject_old_samples_max_age: Duration::from_secs(7 * 86_400),
+            log_out_of_order_window: Duration::from_secs(3_600),
+            allow_structured_metadata: true,
+            max_structured_metadata_size: 64 * 1024,
+            max_structured_metadata_entries_count: 128,
+            max_entries_limit_per_query: 5_000,
+            max_query_series: 500,
         }
     }
 }

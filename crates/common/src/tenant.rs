@@ -85,6 +85,13 @@ impl TenantSet {
         Ok(Self(ids))
     }
 
+    /// A set of the given tenants (sorted and deduplicated).
+    pub fn from_ids(mut ids: Vec<TenantId>) -> Self {
+        ids.sort();
+        ids.dedup();
+        Self(ids)
+    }
+
     /// A set of one tenant.
     pub fn single(id: TenantId) -> Self {
         Self(vec![id])

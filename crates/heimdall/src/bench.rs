@@ -16,7 +16,9 @@ use clap::Subcommand;
 use prost::Message;
 use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 
+mod logs;
 mod query;
+pub use logs::LogsArgs;
 pub use query::QueryArgs;
 
 /// Benchmarks.
@@ -26,6 +28,8 @@ pub enum BenchCmd {
     Ingest(IngestArgs),
     /// Query latency: dashboard-shaped range queries on the same data in heimdall and Prometheus.
     Query(QueryArgs),
+    /// Logs: Loki-push ingest of a realistic corpus, compression, brute-force filter scans.
+    Logs(LogsArgs),
 }
 
 /// Arguments of `bench ingest`.
@@ -56,6 +60,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Ingest(a) => ingest(a).await,
         BenchCmd::Query(a) => query::run(a).await,
+        BenchCmd::Logs(a) => logs::run(a).await,
     }
 }
 
@@ -240,7 +245,7 @@ async fn start_heimdall(root: &Path, extra_yaml: &str) -> anyhow::Result<Target>
     std::fs::write(
         &cfg,
         format!(
-            "auth:\n  enabled: false\nlimits:\n  ingestion_rate: 0\n  max_active_series: 0\nstorage:\n  data_dir: {}\n{extra_yaml}",
+            "auth:\n  enabled: false\nlimits:\n  ingestion_rate: 0\n  max_active_series: 0\n  ingestion_rate_mb: 0\nstorage:\n  data_dir: {}\n{extra_yaml}",
             data.join("data").display()
         ),
     )?;

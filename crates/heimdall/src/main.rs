@@ -132,11 +132,12 @@ fn print_up_banner(cfg: &Config, node_agent: &str) {
         "heimdall {} is up — data in {}\n\
          \n  Prometheus API / remote_write: http://{http}/prometheus  (remote_write: http://{http}/api/v1/write)\
          \n  OTLP gRPC:                     {}\
-         \n  OTLP HTTP:                     http://{http}/v1/metrics\
+         \n  OTLP HTTP:                     http://{http}/v1/metrics  http://{http}/v1/logs\
+         \n  Loki API / push:               http://{http}  (push: http://{http}/loki/api/v1/push)\
          \n  Health / own metrics:          http://{http}/ready  http://{http}/metrics\
-         \n  Node agent (this host):        {node_agent}  → node_* series every 15s\
+         \n  Node agent (this host):        {node_agent}  → node_* series every 15s, this host's log files\
          \n\nGrafana datasource provisioning (save as provisioning/datasources/heimdall.yaml):\n\
-         \napiVersion: 1\ndatasources:\n  - name: heimdall-metrics\n    type: prometheus\n    access: proxy\n    url: http://{http}/prometheus\n    jsonData:\n      httpMethod: POST\n",
+         \napiVersion: 1\ndatasources:\n  - name: heimdall-metrics\n    type: prometheus\n    access: proxy\n    url: http://{http}/prometheus\n    jsonData:\n      httpMethod: POST\n  - name: heimdall-logs\n    type: loki\n    access: proxy\n    url: http://{http}\n",
         server::ops::VERSION,
         cfg.storage.data_dir.display(),
         cfg.server.otlp_grpc_listen,

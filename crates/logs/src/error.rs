@@ -52,7 +52,9 @@ impl Error {
     /// The HTTP status Loki would answer with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::BadRequest(_) | Error::Parse { .. } | Error::Common(_) => StatusCode::BAD_REQUEST,
+            Error::BadRequest(_) | Error::Parse { .. } | Error::Common(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Error::Limit { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
             }

@@ -75,18 +75,31 @@ impl Batch {
 
     /// The line of entry `i`.
     pub fn line(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.line_ends[i - 1] as usize };
+        let start = if i == 0 {
+            0
+        } else {
+            self.line_ends[i - 1] as usize
+        };
         &self.lines[start..self.line_ends[i] as usize]
     }
 
     /// The structured metadata of entry `i`.
     pub fn metadata(&self, i: usize) -> &[(Arc<str>, Arc<str>)] {
-        let start = if i == 0 { 0 } else { self.meta_ends[i - 1] as usize };
+        let start = if i == 0 {
+            0
+        } else {
+            self.meta_ends[i - 1] as usize
+        };
         &self.meta[start..self.meta_ends[i] as usize]
     }
 
     /// Appends one entry.
-    pub fn push(&mut self, ts: i64, line: &[u8], meta: impl IntoIterator<Item = (Arc<str>, Arc<str>)>) {
+    pub fn push(
+        &mut self,
+        ts: i64,
+        line: &[u8],
+        meta: impl IntoIterator<Item = (Arc<str>, Arc<str>)>,
+    ) {
         self.ts.push(ts);
         self.lines.extend_from_slice(line);
         self.line_ends.push(self.lines.len() as u32);
@@ -153,7 +166,7 @@ pub trait LogSource: Send + Sync {
     async fn scan(
         &self,
         req: &ScanRequest,
-        sink: &mut (dyn FnMut(&StreamInfo, &Batch) -> ControlFlow<()> + Send),
+        sink: &mut (dyn for<'s, 'b> FnMut(&'s StreamInfo, &'b Batch) -> ControlFlow<()> + Send),
     ) -> Result<ScanStats, Error>;
 
     /// Streams matching `matchers` that have entries overlapping `[start, end)`, with totals.
@@ -164,4 +177,35 @@ pub trait LogSource: Send + Sync {
         start: i64,
         end: i64,
     ) -> Result<Vec<StreamStats>, Error>;
+}
+
+/// Per-tenant limits the store enforces on a push.
+#[derive(Debug, Clone, Copy)]
+pub struct PushLimits {
+    /// Most streams the tenant may have (0 = unlimited); a push creating more is refused whole.
+    pub max_streams: usize,
+    /// Entries older than the newest entry of their stream by more than this are refused.
+    pub ooo_window_ns: i64,
+}
+
+/// What the store did with a push.
+#[derive(Debug, Clone, Default)]
+pub struct PushResult {
+    /// Entries written.
+    pub accepted: usize,
+    /// Loki-style reasons for entries refused by the store (out of order, …).
+    pub rejected: Vec<String>,
+}
+
+/// The write seam: the push path reaches storage only through this trait (a local WAL today, a
+/// partitioned log later).
+#[async_trait]
+pub trait LogWriter: Send + Sync {
+    /// Durably writes `streams` for `tenant`; returns once the accepted entries are in the WAL.
+    async fn push(
+        &self,
+        tenant: &TenantId,
+        streams: Vec<StreamPush>,
+        limits: &PushLimits,
+    ) -> Result<PushResult, Error>;
 }

@@ -152,39 +152,25 @@ fn bad_param(name: &str, reason: impl std::fmt::Display) -> Error {
 // Parameters: query string merged with a form body (GET and POST alike).
 
 /// Request parameters in order of appearance.
-pub struct Params(Vec<(String, String)>);
+pub struct Params(common::params::FormParams);
 
 impl Params {
     /// Merges the query string with an `application/x-www-form-urlencoded` body.
     pub fn new(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Self {
-        let mut v: Vec<(String, String)> = query
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
-        let is_form = headers
+        let ct = headers
             .get(header::CONTENT_TYPE)
-            .and_then(|c| c.to_str().ok())
-            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-        if is_form {
-            v.extend(form_urlencoded::parse(body).into_owned());
-        }
-        Self(v)
+            .and_then(|c| c.to_str().ok());
+        Self(common::params::FormParams::new(query, ct, body))
     }
 
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.0.get(name)
     }
 
     /// All values of `name`.
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.0.all(name)
     }
 
     fn time(&self, name: &str, default: i64) -> Result<i64, Error> {

@@ -44,3 +44,14 @@ impl Error {
         }
     }
 }
+
+impl From<common::decompress::DecompressError> for Error {
+    fn from(e: common::decompress::DecompressError) -> Self {
+        use common::decompress::DecompressError as D;
+        match e {
+            D::TooLarge(m) => Error::TooLarge(m),
+            D::BadData(m) => Error::BadData(m),
+            D::Unsupported(m) => Error::UnsupportedMediaType(m),
+        }
+    }
+}

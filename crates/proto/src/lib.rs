@@ -5,6 +5,8 @@
 //! This crate holds data types only: no validation, no I/O, no dependency on other heimdall crates.
 
 pub mod loki;
+pub mod otlp_json;
+pub mod otlp_value;
 pub mod prometheus;
 pub mod prometheus_v2;
 

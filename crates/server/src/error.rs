@@ -20,6 +20,9 @@ pub enum Error {
     /// The metrics store failed to open or close.
     #[error("metrics: {0}")]
     Metrics(#[from] metrics::Error),
+    /// The logs store failed to open or close.
+    #[error("logs: {0}")]
+    Logs(#[from] logs::Error),
     /// The tenants file is invalid.
     #[error("tenants file {path}: {reason}")]
     TenantsFile {

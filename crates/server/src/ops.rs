@@ -23,6 +23,8 @@ pub struct Ops {
     pub telemetry: Arc<Telemetry>,
     /// The metrics store, for gauges.
     pub store: metrics::tsdb::MetricsStore,
+    /// The log store, for gauges.
+    pub logs: logs::store::LogStore,
 }
 
 /// Ops routes (no tenant needed).
@@ -39,9 +41,17 @@ pub fn routes(ops: Ops) -> Router {
 
 /// Cuts every tenant's whole head into blocks now (Mimir's `/ingester/flush`); used before moving a node.
 async fn flush(State(o): State<Ops>) -> Response {
-    match o.store.flush_all_to_blocks().await {
+    let r = match o.store.flush_all_to_blocks().await {
+        Ok(()) => o
+            .logs
+            .flush_all_to_blocks()
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match r {
         Ok(()) => (axum::http::StatusCode::NO_CONTENT, "").into_response(),
-        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     }
 }
 
@@ -109,6 +119,49 @@ async fn own_metrics(State(o): State<Ops>) -> Response {
         "Bytes of blocks in the object store.",
         &rows(&|t| t.block_bytes as f64),
     );
+    let ls = o.logs.stats();
+    let log_rows =
+        |f: &dyn Fn(&logs::store::TenantLogStats) -> f64| -> Vec<(Vec<(&str, String)>, f64)> {
+            ls.tenants
+                .iter()
+                .map(|(t, st)| (vec![("tenant", t.to_string())], f(st)))
+                .collect()
+        };
+    for (name, help, f) in [
+        (
+            "heimdall_logs_streams",
+            "Log streams in the head.",
+            (|t: &logs::store::TenantLogStats| t.streams as f64)
+                as fn(&logs::store::TenantLogStats) -> f64,
+        ),
+        (
+            "heimdall_logs_head_entries",
+            "Log entries in the head.",
+            |t| t.head_entries as f64,
+        ),
+        (
+            "heimdall_logs_head_bytes",
+            "Line bytes in the head (uncompressed).",
+            |t| t.head_bytes as f64,
+        ),
+        (
+            "heimdall_logs_wal_bytes",
+            "Bytes of log WAL on disk.",
+            |t| t.wal_bytes as f64,
+        ),
+        (
+            "heimdall_logs_blocks",
+            "Log blocks in the object store.",
+            |t| t.blocks as f64,
+        ),
+        (
+            "heimdall_logs_block_bytes",
+            "Bytes of log blocks in the object store.",
+            |t| t.block_bytes as f64,
+        ),
+    ] {
+        gauge(&mut out, name, help, &log_rows(&f));
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -1,6 +1,12 @@
-//! OTLP over gRPC (port 4317): `MetricsService/Export`. Tenancy comes from the `x-scope-orgid`
+//! OTLP over gRPC (port 4317): `MetricsService/Export` and `LogsService/Export`. Tenancy comes from the `x-scope-orgid`
 //! metadata, decided by the same rules as HTTP.
 
+use proto::otlp::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use proto::otlp::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use proto::otlp::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -33,19 +39,7 @@ impl MetricsService for Metrics {
         &self,
         req: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let headers = req.metadata().clone().into_headers();
-        let set = self
-            .tenancy
-            .resolve(&headers, true)
-            .map_err(|r| match r.status.as_u16() {
-                401 => Status::unauthenticated(r.message),
-                403 => Status::permission_denied(r.message),
-                _ => Status::invalid_argument(r.message),
-            })?;
-        let tenant = set
-            .single_tenant()
-            .expect("write sets have one tenant")
-            .clone();
+        let tenant = tenant_of(&self.tenancy, req.metadata())?;
         let limits = self.api.overrides.get(&tenant);
         let decoded = metrics::ingest::otlp::translate(
             req.into_inner(),
@@ -63,6 +57,76 @@ impl MetricsService for Metrics {
 /// The tonic service, with gzip accepted and the message size capped.
 pub fn service(m: Metrics, max_message: usize) -> MetricsServiceServer<Metrics> {
     MetricsServiceServer::new(m)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(max_message)
+}
+
+/// The gRPC logs receiver.
+pub struct Logs {
+    /// The logs API state.
+    pub api: logs::api::LogsApi,
+    /// Tenancy rules.
+    pub tenancy: Tenancy,
+}
+
+fn tenant_of(
+    tenancy: &Tenancy,
+    md: &tonic::metadata::MetadataMap,
+) -> Result<common::TenantId, Status> {
+    let headers = md.clone().into_headers();
+    let set = tenancy
+        .resolve(&headers, true)
+        .map_err(|r| match r.status.as_u16() {
+            401 => Status::unauthenticated(r.message),
+            403 => Status::permission_denied(r.message),
+            _ => Status::invalid_argument(r.message),
+        })?;
+    Ok(set
+        .single_tenant()
+        .expect("write sets have one tenant")
+        .clone())
+}
+
+#[tonic::async_trait]
+impl LogsService for Logs {
+    async fn export(
+        &self,
+        req: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let tenant = tenant_of(&self.tenancy, req.metadata())?;
+        let req = req.into_inner();
+        let total: usize = req
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum();
+        let raw = logs::ingest::otlp::to_streams(req, common::time::now_ms() * 1_000_000);
+        let refused = self.api.ingest(&tenant, raw).await.map_err(|e| {
+            let msg = format!("{e} (tenant {tenant})");
+            match e.status().as_u16() {
+                429 => Status::resource_exhausted(msg),
+                400 | 413 | 415 => Status::invalid_argument(msg),
+                _ => Status::internal(msg),
+            }
+        })?;
+        Ok(Response::new(ExportLogsServiceResponse {
+            partial_success: refused.map(|m| ExportLogsPartialSuccess {
+                rejected_log_records: m
+                    .rsplit("total ignored: ")
+                    .next()
+                    .and_then(|t| t.split(' ').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(total as i64),
+                error_message: m,
+            }),
+        }))
+    }
+}
+
+/// The tonic logs service, with gzip accepted and the message size capped.
+pub fn logs_service(l: Logs, max_message: usize) -> LogsServiceServer<Logs> {
+    LogsServiceServer::new(l)
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .max_decoding_message_size(max_message)
 }

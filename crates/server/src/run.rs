@@ -8,6 +8,8 @@ use axum::middleware::from_fn_with_state;
 use axum::Router;
 use common::config::Config;
 use common::limits::Overrides;
+use logs::api::LogsApi;
+use logs::store::LogStore;
 use metrics::api::MetricsApi;
 use metrics::tsdb::MetricsStore;
 use storage::block::BlockStore;
@@ -26,6 +28,9 @@ pub struct Server {
     router: Router,
     /// Metrics API state (also used by the gRPC receiver and `up`).
     pub api: MetricsApi,
+    /// Logs API state (also used by the gRPC receiver).
+    pub logs: LogsApi,
+    log_store: LogStore,
     tenancy: Tenancy,
 }
 
@@ -38,7 +43,8 @@ pub async fn build(cfg: Config) -> Result<Server, Error> {
     })?;
     let overrides = Overrides::new(cfg.limits.clone(), cfg.overrides_file.clone())?;
     let blocks = BlockStore::from_config(&cfg.storage)?;
-    let store = MetricsStore::open(&cfg.storage, overrides.clone(), blocks).await?;
+    let store = MetricsStore::open(&cfg.storage, overrides.clone(), blocks.clone()).await?;
+    let log_store = LogStore::open(&cfg.storage, overrides.clone(), blocks).await?;
     let tokens = match &cfg.auth.tenants_file {
         Some(p) => Some(Arc::new(Tokens::load(p)?)),
         None => None,
@@ -47,7 +53,12 @@ pub async fn build(cfg: Config) -> Result<Server, Error> {
         enabled: cfg.auth.enabled,
         tokens,
     };
-    let api = MetricsApi::new(store.clone(), overrides, cfg.metrics.clone());
+    let api = MetricsApi::new(store.clone(), overrides.clone(), cfg.metrics.clone());
+    let logs = LogsApi::new(
+        Arc::new(log_store.clone()),
+        Arc::new(log_store.clone()),
+        overrides,
+    );
     let telemetry = Arc::new(Telemetry::default());
 
     let read = metrics::api::read_routes(api.clone())
@@ -55,20 +66,34 @@ pub async fn build(cfg: Config) -> Result<Server, Error> {
     let write = metrics::api::write_routes(api.clone())
         .route_layer(from_fn_with_state(tenancy.clone(), tenancy::write));
     let prom = Router::new().merge(read).merge(write);
+    let loki = Router::new()
+        .merge(
+            logs::api::read_routes(logs.clone())
+                .route_layer(from_fn_with_state(tenancy.clone(), tenancy::read)),
+        )
+        .merge(
+            logs::api::write_routes(logs.clone())
+                .route_layer(from_fn_with_state(tenancy.clone(), tenancy::write)),
+        )
+        .merge(logs::api::public_routes());
     let ops_state = ops::Ops {
         config_yaml: Arc::new(cfg.redacted_yaml()),
         telemetry: telemetry.clone(),
         store,
+        logs: log_store.clone(),
     };
     let router = Router::new()
         .merge(ops::routes(ops_state))
         .nest("/prometheus", prom.clone())
         .merge(prom)
+        .merge(loki)
         .layer(from_fn_with_state(telemetry, telemetry::track));
     Ok(Server {
         cfg,
         router,
         api,
+        logs,
+        log_store,
         tenancy,
     })
 }
@@ -113,18 +138,27 @@ impl Server {
         if !self.cfg.server.otlp_grpc_listen.is_empty() {
             let l = bind(&self.cfg.server.otlp_grpc_listen).await?;
             info!(addr = %local(&l), "otlp grpc listening");
+            let max = self.cfg.limits.max_request_size_bytes;
             let svc = otlp_grpc::service(
                 otlp_grpc::Metrics {
                     api: self.api.clone(),
                     tenancy: self.tenancy.clone(),
                 },
-                self.cfg.limits.max_request_size_bytes,
+                max,
+            );
+            let logs_svc = otlp_grpc::logs_service(
+                otlp_grpc::Logs {
+                    api: self.logs.clone(),
+                    tenancy: self.tenancy.clone(),
+                },
+                max,
             );
             let mut rx = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
                 let incoming = tokio_stream_from(l);
                 let r = tonic::transport::Server::builder()
                     .add_service(svc)
+                    .add_service(logs_svc)
                     .serve_with_incoming_shutdown(incoming, async move {
                         let _ = rx.wait_for(|s| *s).await;
                     })
@@ -136,6 +170,7 @@ impl Server {
         }
         let maint = tokio::spawn(maintenance_loop(
             self.api.clone(),
+            self.log_store.clone(),
             self.cfg.clone(),
             stop_rx.clone(),
         ));
@@ -149,6 +184,7 @@ impl Server {
         }
         let _ = maint.await;
         self.api.store.close().await?;
+        self.log_store.close().await?;
         info!("storage closed");
         Ok(())
     }
@@ -179,7 +215,12 @@ async fn serve_http(l: TcpListener, router: Router, mut stop: watch::Receiver<bo
     }
 }
 
-async fn maintenance_loop(api: MetricsApi, cfg: Config, mut stop: watch::Receiver<bool>) {
+async fn maintenance_loop(
+    api: MetricsApi,
+    log_store: LogStore,
+    cfg: Config,
+    mut stop: watch::Receiver<bool>,
+) {
     let every = cfg
         .storage
         .maintenance_interval
@@ -197,6 +238,12 @@ async fn maintenance_loop(api: MetricsApi, cfg: Config, mut stop: watch::Receive
         }
         if let Err(e) = api.maintenance(common::time::now_ms()).await {
             warn!(error = %e, "metrics maintenance failed");
+        }
+        if let Err(e) = log_store
+            .maintenance(common::time::now_ms() * 1_000_000)
+            .await
+        {
+            warn!(error = %e, "logs maintenance failed");
         }
     }
 }

@@ -5,12 +5,14 @@
 //! and evaluator are the hot loop of every log query.
 
 pub mod ast;
+pub mod engine;
 pub mod ip;
 pub mod json;
 pub mod lexer;
 pub mod logfmt;
 pub mod parser;
 pub mod pattern;
+pub mod pipeline;
 pub mod print;
 pub mod template;
 pub mod units;

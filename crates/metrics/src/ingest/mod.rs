@@ -5,9 +5,8 @@
 //! Every decoder is bounded (decompressed size checked against `max_request_size_bytes` before or
 //! while inflating) and must never panic on arbitrary input.
 
-pub mod decompress;
+pub use common::decompress;
 pub mod otlp;
-pub mod otlp_json;
 pub mod remote_write;
 pub mod rw_wire;
 pub mod validate;

@@ -116,7 +116,7 @@ pub fn decode(
     }
     let max = limits.max_request_size_bytes;
     if body.len() > max {
-        return Err(too_large(max));
+        return Err(too_large(max).into());
     }
     let raw = snappy_block(body, max)?;
     match version {
@@ -159,7 +159,7 @@ pub fn decompress_into(
     }
     let max = limits.max_request_size_bytes;
     if body.len() > max {
-        return Err(too_large(max));
+        return Err(too_large(max).into());
     }
     *buf = snappy_block(body, max)?;
     Ok(version)

@@ -1,4 +1,4 @@
-//! OTLP/JSON decoding of metrics export requests into the `opentelemetry-proto` types.
+//! OTLP/JSON decoding of metrics and logs export requests into the `opentelemetry-proto` types.
 //!
 //! Why not the crate's own serde support: its `flatten`ed oneofs (`Metric.data`,
 //! `NumberDataPoint.value`, `AnyValue.value`) turn *any* error inside them into `None`, so a
@@ -13,10 +13,12 @@
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-use proto::otlp::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use proto::otlp::tonic::common::v1 as oc;
-use proto::otlp::tonic::metrics::v1 as om;
-use proto::otlp::tonic::resource::v1 as or;
+use crate::otlp::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use crate::otlp::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use crate::otlp::tonic::common::v1 as oc;
+use crate::otlp::tonic::logs::v1 as ol;
+use crate::otlp::tonic::metrics::v1 as om;
+use crate::otlp::tonic::resource::v1 as or;
 
 /// Parses an OTLP/JSON `ExportMetricsServiceRequest`.
 pub fn decode_metrics_request(
@@ -25,6 +27,14 @@ pub fn decode_metrics_request(
     let r: JRequest = serde_json::from_slice(body)?;
     Ok(ExportMetricsServiceRequest {
         resource_metrics: r.resource_metrics.into_iter().map(Into::into).collect(),
+    })
+}
+
+/// Parses an OTLP/JSON `ExportLogsServiceRequest`.
+pub fn decode_logs_request(body: &[u8]) -> Result<ExportLogsServiceRequest, serde_json::Error> {
+    let r: JLogsRequest = serde_json::from_slice(body)?;
+    Ok(ExportLogsServiceRequest {
+        resource_logs: r.resource_logs.into_iter().map(Into::into).collect(),
     })
 }
 
@@ -153,6 +163,22 @@ fn temporality<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
             om::AggregationTemporality::from_str_name(&s)
                 .map(|t| t as i32)
                 .ok_or_else(|| de::Error::custom(format!("unknown aggregation temporality {s:?}")))
+        }
+        Some(v) => {
+            let v = to_i64(v)?;
+            i32::try_from(v)
+                .map_err(|_| de::Error::custom(format!("{v} is out of range for an enum")))
+        }
+    }
+}
+
+fn severity<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    match Option::<NumOrStr>::deserialize(d)? {
+        None => Ok(0),
+        Some(NumOrStr::S(s)) if s.starts_with("SEVERITY_NUMBER_") => {
+            ol::SeverityNumber::from_str_name(&s)
+                .map(|t| t as i32)
+                .ok_or_else(|| de::Error::custom(format!("unknown severity number {s:?}")))
         }
         Some(v) => {
             let v = to_i64(v)?;
@@ -482,6 +508,62 @@ struct JSummaryPoint {
     flags: u32,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct JLogsRequest {
+    #[serde(deserialize_with = "nd")]
+    resource_logs: Vec<JResourceLogs>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct JResourceLogs {
+    #[serde(deserialize_with = "nd")]
+    resource: Option<JResource>,
+    #[serde(deserialize_with = "nd")]
+    scope_logs: Vec<JScopeLogs>,
+    #[serde(deserialize_with = "string")]
+    schema_url: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct JScopeLogs {
+    #[serde(deserialize_with = "nd")]
+    scope: Option<JScope>,
+    #[serde(deserialize_with = "nd")]
+    log_records: Vec<JLogRecord>,
+    #[serde(deserialize_with = "string")]
+    schema_url: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct JLogRecord {
+    #[serde(deserialize_with = "u64_")]
+    time_unix_nano: u64,
+    #[serde(deserialize_with = "u64_")]
+    observed_time_unix_nano: u64,
+    #[serde(deserialize_with = "severity")]
+    severity_number: i32,
+    #[serde(deserialize_with = "string")]
+    severity_text: String,
+    #[serde(deserialize_with = "nd")]
+    body: Option<JAnyValue>,
+    #[serde(deserialize_with = "nd")]
+    attributes: Vec<JKeyValue>,
+    #[serde(deserialize_with = "u32_")]
+    dropped_attributes_count: u32,
+    #[serde(deserialize_with = "u32_")]
+    flags: u32,
+    #[serde(deserialize_with = "hex_bytes")]
+    trace_id: Vec<u8>,
+    #[serde(deserialize_with = "hex_bytes")]
+    span_id: Vec<u8>,
+    #[serde(deserialize_with = "string")]
+    event_name: String,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Conversions.
 
@@ -530,26 +612,70 @@ impl From<JAnyValue> for oc::AnyValue {
 impl From<JResourceMetrics> for om::ResourceMetrics {
     fn from(r: JResourceMetrics) -> Self {
         om::ResourceMetrics {
-            resource: r.resource.map(|r| or::Resource {
-                attributes: kvs(r.attributes),
-                dropped_attributes_count: r.dropped_attributes_count,
-                ..Default::default()
-            }),
+            resource: resource(r.resource),
             scope_metrics: r
                 .scope_metrics
                 .into_iter()
                 .map(|s| om::ScopeMetrics {
-                    scope: s.scope.map(|s| oc::InstrumentationScope {
-                        name: s.name,
-                        version: s.version,
-                        attributes: kvs(s.attributes),
-                        dropped_attributes_count: s.dropped_attributes_count,
-                    }),
+                    scope: scope(s.scope),
                     metrics: s.metrics.into_iter().map(Into::into).collect(),
                     schema_url: s.schema_url,
                 })
                 .collect(),
             schema_url: r.schema_url,
+        }
+    }
+}
+
+fn resource(r: Option<JResource>) -> Option<or::Resource> {
+    r.map(|r| or::Resource {
+        attributes: kvs(r.attributes),
+        dropped_attributes_count: r.dropped_attributes_count,
+        ..Default::default()
+    })
+}
+
+fn scope(s: Option<JScope>) -> Option<oc::InstrumentationScope> {
+    s.map(|s| oc::InstrumentationScope {
+        name: s.name,
+        version: s.version,
+        attributes: kvs(s.attributes),
+        dropped_attributes_count: s.dropped_attributes_count,
+    })
+}
+
+impl From<JResourceLogs> for ol::ResourceLogs {
+    fn from(r: JResourceLogs) -> Self {
+        ol::ResourceLogs {
+            resource: resource(r.resource),
+            scope_logs: r
+                .scope_logs
+                .into_iter()
+                .map(|s| ol::ScopeLogs {
+                    scope: scope(s.scope),
+                    log_records: s.log_records.into_iter().map(Into::into).collect(),
+                    schema_url: s.schema_url,
+                })
+                .collect(),
+            schema_url: r.schema_url,
+        }
+    }
+}
+
+impl From<JLogRecord> for ol::LogRecord {
+    fn from(l: JLogRecord) -> Self {
+        ol::LogRecord {
+            time_unix_nano: l.time_unix_nano,
+            observed_time_unix_nano: l.observed_time_unix_nano,
+            severity_number: l.severity_number,
+            severity_text: l.severity_text,
+            body: l.body.map(Into::into),
+            attributes: kvs(l.attributes),
+            dropped_attributes_count: l.dropped_attributes_count,
+            flags: l.flags,
+            trace_id: l.trace_id,
+            span_id: l.span_id,
+            event_name: l.event_name,
         }
     }
 }
@@ -785,5 +911,23 @@ mod tests {
         assert_eq!(v(5), None);
         assert_eq!(base64_decode("aGVsbG8"), Some(b"hello".to_vec()));
         assert_eq!(base64_decode("a"), None);
+    }
+
+    #[test]
+    fn logs_request_with_hex_ids_and_severity_names() {
+        let body = br#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"api"}}]},
+            "scopeLogs":[{"scope":{"name":"s"},"logRecords":[{"timeUnixNano":"1700000000000000001","severityNumber":"SEVERITY_NUMBER_ERROR",
+            "severityText":"ERROR","body":{"stringValue":"boom"},"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708",
+            "attributes":[{"key":"k","value":{"intValue":"7"}}]}]}]}]}"#;
+        let r = decode_logs_request(body).unwrap();
+        let rec = &r.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(rec.time_unix_nano, 1_700_000_000_000_000_001);
+        assert_eq!(rec.severity_number, ol::SeverityNumber::Error as i32);
+        assert_eq!(rec.trace_id.len(), 16);
+        assert_eq!(rec.span_id, vec![1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(decode_logs_request(
+            br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"traceId":"zz"}]}]}]}"#
+        )
+        .is_err());
     }
 }

@@ -5,7 +5,32 @@
 use std::borrow::Cow;
 use std::io::Read;
 
-use crate::Error;
+/// Why a body could not be decompressed; [`DecompressError::status`] is the HTTP status to answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DecompressError {
+    /// The body inflates past the limit (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The body is not valid for its codec (400).
+    #[error("{0}")]
+    BadData(String),
+    /// The `Content-Encoding` is not supported (415).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl DecompressError {
+    /// HTTP status code.
+    pub fn status(&self) -> u16 {
+        match self {
+            DecompressError::TooLarge(_) => 413,
+            DecompressError::BadData(_) => 400,
+            DecompressError::Unsupported(_) => 415,
+        }
+    }
+}
+
+type Error = DecompressError;
 
 /// Largest zstd window we accept (32 MiB); bigger windows would let a tiny frame reserve a lot of
 /// memory before a single byte is produced.
@@ -53,7 +78,7 @@ pub fn decompress_http<'a>(
                 .map_err(|e| Error::BadData(format!("zstd: {e}")))?;
             read_capped(d, max, "zstd")
         }
-        other => Err(Error::UnsupportedMediaType(format!(
+        other => Err(Error::Unsupported(format!(
             "unsupported content encoding {other:?}; use gzip, zstd, deflate or none"
         ))),
     }
