@@ -567,10 +567,10 @@ impl Evaluator<'_> {
                     let rs = rhs.is_scalar();
                     let l = self.eval(lhs).await?;
                     let r = self.eval(rhs).await?;
-                    Ok(l.into_iter()
+                    l.into_iter()
                         .zip(r)
                         .map(|(a, b)| binary(*op, a, b, ls, rs, *return_bool, matching.as_ref()))
-                        .collect())
+                        .collect()
                 }
                 MetricExpr::LabelReplace {
                     expr,
@@ -954,36 +954,36 @@ fn range_value(
         }
         RangeOp::FirstOverTime => pts[0].1,
         RangeOp::LastOverTime => pts[pts.len() - 1].1,
-        RangeOp::RateCounter => return extrapolated_rate(pts, lo, hi),
+        RangeOp::RateCounter => loki_rate_counter(pts, (hi - lo).max(1)),
         RangeOp::AbsentOverTime => return None,
     })
 }
 
-/// Prometheus' `rate()` over counter samples in `(lo, hi]`, with counter resets and
-/// extrapolation to the window edges (what Loki's `rate_counter` does).
-fn extrapolated_rate(pts: &[(i64, f64)], lo: i64, hi: i64) -> Option<f64> {
+/// Loki's `rate_counter`: Prometheus' extrapolated counter rate as Loki's `extrapolatedRate`
+/// computes it — anchored on the window's first sample (`rangeStart = first.T - range`,
+/// `rangeEnd = last.T`) with Loki's mix of nanosecond timestamps and millisecond ranges kept, so
+/// that results equal Loki's; 0 (not absent) for fewer than two samples.
+fn loki_rate_counter(pts: &[(i64, f64)], range_ns: i64) -> f64 {
     if pts.len() < 2 {
-        return None;
+        return 0.0;
     }
-    let mut delta = pts[pts.len() - 1].1 - pts[0].1;
-    for w in pts.windows(2) {
-        if w[1].1 < w[0].1 {
-            delta += w[0].1;
+    let (first, last) = (pts[0], pts[pts.len() - 1]);
+    let range_start = first.0 - range_ns / 1_000_000;
+    let range_end = last.0;
+    let mut delta = last.1 - first.1;
+    let mut prev = 0.0;
+    for p in pts {
+        if p.1 < prev {
+            delta += prev;
         }
+        prev = p.1;
     }
-    let first_t = pts[0].0 as f64 / 1e9;
-    let last_t = pts[pts.len() - 1].0 as f64 / 1e9;
-    let range_start = lo as f64 / 1e9;
-    let range_end = hi as f64 / 1e9;
-    let sampled = last_t - first_t;
-    if sampled <= 0.0 {
-        return None;
-    }
+    let mut to_start = (first.0 - range_start) as f64 / 1000.0;
+    let to_end = (range_end - last.0) as f64 / 1000.0;
+    let sampled = (last.0 - first.0) as f64 / 1000.0;
     let avg = sampled / (pts.len() - 1) as f64;
-    let mut to_start = first_t - range_start;
-    let to_end = range_end - last_t;
-    if delta > 0.0 && pts[0].1 >= 0.0 {
-        let to_zero = sampled * (pts[0].1 / delta);
+    if delta > 0.0 && first.1 >= 0.0 {
+        let to_zero = sampled * (first.1 / delta);
         if to_zero < to_start {
             to_start = to_zero;
         }
@@ -1000,7 +1000,7 @@ fn extrapolated_rate(pts: &[(i64, f64)], lo: i64, hi: i64) -> Option<f64> {
     } else {
         avg / 2.0
     };
-    Some(delta * (extrap / sampled) / (range_end - range_start))
+    delta * (extrap / sampled) / (range_ns as f64 / 1e9)
 }
 
 fn aggregate(
@@ -1140,27 +1140,25 @@ fn binary(
     r_scalar: bool,
     return_bool: bool,
     m: Option<&VectorMatching>,
-) -> Vec<Sample> {
-    if l_scalar && r_scalar {
+) -> Result<Vec<Sample>, Error> {
+    Ok(if l_scalar && r_scalar {
         let (a, b) = (
             l.first().map_or(f64::NAN, |s| s.1),
             r.first().map_or(f64::NAN, |s| s.1),
         );
         let (v, keep) = scalar_op(op, a, b, true);
-        return if keep {
+        if keep {
             vec![(Arc::new(Labels::default()), v)]
         } else {
             Vec::new()
-        };
-    }
-    if r_scalar || l_scalar {
+        }
+    } else if r_scalar || l_scalar {
         let (vec, s, scalar_left) = if r_scalar {
             (l, r.first().map_or(f64::NAN, |s| s.1), false)
         } else {
             (r, l.first().map_or(f64::NAN, |s| s.1), true)
         };
-        return vec
-            .into_iter()
+        vec.into_iter()
             .filter_map(|(lab, x)| {
                 let (a, b) = if scalar_left { (s, x) } else { (x, s) };
                 let (v, keep) = scalar_op(op, a, b, return_bool);
@@ -1172,85 +1170,99 @@ fn binary(
                 };
                 keep.then_some((lab, v))
             })
-            .collect();
-    }
-    match op {
-        BinOp::And => {
-            let sigs: std::collections::HashSet<Labels> =
-                r.iter().map(|s| signature(&s.0, m)).collect();
-            l.into_iter()
-                .filter(|s| sigs.contains(&signature(&s.0, m)))
-                .collect()
-        }
-        BinOp::Unless => {
-            let sigs: std::collections::HashSet<Labels> =
-                r.iter().map(|s| signature(&s.0, m)).collect();
-            l.into_iter()
-                .filter(|s| !sigs.contains(&signature(&s.0, m)))
-                .collect()
-        }
-        BinOp::Or => {
-            let sigs: std::collections::HashSet<Labels> =
-                l.iter().map(|s| signature(&s.0, m)).collect();
-            let mut out = l;
-            out.extend(
-                r.into_iter()
-                    .filter(|s| !sigs.contains(&signature(&s.0, m))),
-            );
-            out
-        }
-        _ => {
-            let card = m.map(|m| &m.card);
-            let (one, many, many_is_left, include) = match card {
-                Some(Cardinality::OneToMany(inc)) => (l, r, false, inc.clone()),
-                Some(Cardinality::ManyToOne(inc)) => (r, l, true, inc.clone()),
-                _ => (r, l, true, Vec::new()),
-            };
-            let one_to_one = !matches!(
-                card,
-                Some(Cardinality::OneToMany(_)) | Some(Cardinality::ManyToOne(_))
-            );
-            let mut index: HashMap<Labels, &Sample> = HashMap::new();
-            for s in &one {
-                index.entry(signature(&s.0, m)).or_insert(s);
+            .collect()
+    } else {
+        match op {
+            BinOp::And => {
+                let sigs: std::collections::HashSet<Labels> =
+                    r.iter().map(|s| signature(&s.0, m)).collect();
+                l.into_iter()
+                    .filter(|s| sigs.contains(&signature(&s.0, m)))
+                    .collect()
             }
-            let mut out = Vec::new();
-            for s in &many {
-                let sig = signature(&s.0, m);
-                let Some(o) = index.get(&sig) else {
-                    continue;
+            BinOp::Unless => {
+                let sigs: std::collections::HashSet<Labels> =
+                    r.iter().map(|s| signature(&s.0, m)).collect();
+                l.into_iter()
+                    .filter(|s| !sigs.contains(&signature(&s.0, m)))
+                    .collect()
+            }
+            BinOp::Or => {
+                let sigs: std::collections::HashSet<Labels> =
+                    l.iter().map(|s| signature(&s.0, m)).collect();
+                let mut out = l;
+                out.extend(
+                    r.into_iter()
+                        .filter(|s| !sigs.contains(&signature(&s.0, m))),
+                );
+                out
+            }
+            _ => {
+                let card = m.map(|m| &m.card);
+                let (one, many, many_is_left, include) = match card {
+                    Some(Cardinality::OneToMany(inc)) => (l, r, false, inc.clone()),
+                    Some(Cardinality::ManyToOne(inc)) => (r, l, true, inc.clone()),
+                    _ => (r, l, true, Vec::new()),
                 };
-                let (a, b) = if many_is_left { (s.1, o.1) } else { (o.1, s.1) };
-                let (v, keep) = scalar_op(op, a, b, return_bool);
-                if !keep {
-                    continue;
+                let one_to_one = !matches!(
+                    card,
+                    Some(Cardinality::OneToMany(_)) | Some(Cardinality::ManyToOne(_))
+                );
+                let mut index: HashMap<Labels, &Sample> = HashMap::new();
+                for s in &one {
+                    let sig = signature(&s.0, m);
+                    if index.insert(sig.clone(), s).is_some() {
+                        return Err(Error::BadRequest(format!(
+                        "found duplicate series for the match group {sig} on the {} hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
+                        if many_is_left { "right" } else { "left" }
+                    )));
+                    }
                 }
-                let v = if op.is_comparison() && !return_bool {
-                    s.1
-                } else {
-                    v
-                };
-                let labels = if one_to_one {
-                    if op.is_comparison() && !return_bool {
-                        (*s.0).clone()
+                let mut matched: std::collections::HashSet<Labels> =
+                    std::collections::HashSet::new();
+                let mut out = Vec::new();
+                for s in &many {
+                    let sig = signature(&s.0, m);
+                    let Some(o) = index.get(&sig) else {
+                        continue;
+                    };
+                    if one_to_one && !matched.insert(sig.clone()) {
+                        return Err(Error::BadRequest(format!(
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+                    )));
+                    }
+                    let (a, b) = if many_is_left { (s.1, o.1) } else { (o.1, s.1) };
+                    let (v, keep) = scalar_op(op, a, b, return_bool);
+                    if !keep {
+                        continue;
+                    }
+                    let v = if op.is_comparison() && !return_bool {
+                        s.1
                     } else {
-                        sig.clone()
-                    }
-                } else {
-                    let mut nl = (*s.0).clone();
-                    for name in &include {
-                        match o.0.get(name) {
-                            Some(v) => nl.set(name, v),
-                            None => nl.remove(name),
+                        v
+                    };
+                    let labels = if one_to_one {
+                        if op.is_comparison() && !return_bool {
+                            (*s.0).clone()
+                        } else {
+                            sig.clone()
                         }
-                    }
-                    nl
-                };
-                out.push((Arc::new(labels), v));
+                    } else {
+                        let mut nl = (*s.0).clone();
+                        for name in &include {
+                            match o.0.get(name) {
+                                Some(v) => nl.set(name, v),
+                                None => nl.remove(name),
+                            }
+                        }
+                        nl
+                    };
+                    out.push((Arc::new(labels), v));
+                }
+                out
             }
-            out
         }
-    }
+    })
 }
 
 #[cfg(test)]

@@ -718,9 +718,12 @@ impl Pipeline {
                 Step::Drop(sels) => labels
                     .labels
                     .retain(|(n, v, _)| !sels.iter().any(|s| sel_matches(s, n, v))),
-                Step::Keep(sels) => labels
-                    .labels
-                    .retain(|(n, v, _)| sels.iter().any(|s| sel_matches(s, n, v))),
+                // `keep` never removes the error labels (Loki).
+                Step::Keep(sels) => labels.labels.retain(|(n, v, _)| {
+                    n == ERROR_LABEL
+                        || n == ERROR_DETAILS_LABEL
+                        || sels.iter().any(|s| sel_matches(s, n, v))
+                }),
                 Step::Decolorize => {
                     let text = String::from_utf8_lossy(&line);
                     if let Cow::Owned(s) = units::decolorize(&text) {
