@@ -69,6 +69,19 @@ pub struct Limits {
     pub max_entries_limit_per_query: usize,
     /// Logs: most series (streams) a metric query may return. 0 disables the limit.
     pub max_query_series: usize,
+    /// Traces: sustained ingestion rate in bytes (encoded spans) per second. 0 disables the limit.
+    pub ingestion_rate_limit_bytes: u64,
+    /// Traces: burst allowed above `ingestion_rate_limit_bytes`, in bytes.
+    pub ingestion_burst_size_bytes: u64,
+    /// Traces: sustained ingestion rate in spans per second. 0 disables the limit.
+    pub ingestion_rate_limit_spans: u64,
+    /// Traces: largest trace, in bytes of encoded spans; spans past it are refused. 0 disables.
+    pub max_bytes_per_trace: usize,
+    /// Traces: largest single span, in bytes encoded; larger spans are refused. 0 disables.
+    pub max_bytes_per_span: usize,
+    /// Traces: metrics generator processors (Tempo's names): `span-metrics`, `service-graphs`.
+    /// Empty turns the generator off for the tenant.
+    pub metrics_generator_processors: Vec<String>,
 }
 
 impl Default for Limits {
@@ -99,6 +112,12 @@ impl Default for Limits {
             max_structured_metadata_entries_count: 128,
             max_entries_limit_per_query: 5_000,
             max_query_series: 500,
+            ingestion_rate_limit_bytes: 15_000_000,
+            ingestion_burst_size_bytes: 20_000_000,
+            ingestion_rate_limit_spans: 0,
+            max_bytes_per_trace: 5_000_000,
+            max_bytes_per_span: 1 << 20,
+            metrics_generator_processors: vec!["service-graphs".into(), "span-metrics".into()],
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod otlp_json;
 pub mod otlp_value;
 pub mod prometheus;
 pub mod prometheus_v2;
+pub mod tempo;
 
 /// The generated OTLP protobuf types (with serde for OTLP/JSON), re-exported so that every crate uses
 /// the same version.

@@ -15,10 +15,12 @@ use serde::Deserialize;
 
 use crate::otlp::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use crate::otlp::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use crate::otlp::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use crate::otlp::tonic::common::v1 as oc;
 use crate::otlp::tonic::logs::v1 as ol;
 use crate::otlp::tonic::metrics::v1 as om;
 use crate::otlp::tonic::resource::v1 as or;
+use crate::otlp::tonic::trace::v1 as ot;
 
 /// Parses an OTLP/JSON `ExportMetricsServiceRequest`.
 pub fn decode_metrics_request(
@@ -35,6 +37,14 @@ pub fn decode_logs_request(body: &[u8]) -> Result<ExportLogsServiceRequest, serd
     let r: JLogsRequest = serde_json::from_slice(body)?;
     Ok(ExportLogsServiceRequest {
         resource_logs: r.resource_logs.into_iter().map(Into::into).collect(),
+    })
+}
+
+/// Parses an OTLP/JSON `ExportTraceServiceRequest` (hex ids; enums as integers or names).
+pub fn decode_traces_request(body: &[u8]) -> Result<ExportTraceServiceRequest, serde_json::Error> {
+    let r: JTracesRequest = serde_json::from_slice(body)?;
+    Ok(ExportTraceServiceRequest {
+        resource_spans: r.resource_spans.into_iter().map(Into::into).collect(),
     })
 }
 
@@ -179,6 +189,38 @@ fn severity<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
             ol::SeverityNumber::from_str_name(&s)
                 .map(|t| t as i32)
                 .ok_or_else(|| de::Error::custom(format!("unknown severity number {s:?}")))
+        }
+        Some(v) => {
+            let v = to_i64(v)?;
+            i32::try_from(v)
+                .map_err(|_| de::Error::custom(format!("{v} is out of range for an enum")))
+        }
+    }
+}
+
+fn span_kind<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    match Option::<NumOrStr>::deserialize(d)? {
+        None => Ok(0),
+        Some(NumOrStr::S(s)) if s.starts_with("SPAN_KIND_") => {
+            ot::span::SpanKind::from_str_name(&s)
+                .map(|t| t as i32)
+                .ok_or_else(|| de::Error::custom(format!("unknown span kind {s:?}")))
+        }
+        Some(v) => {
+            let v = to_i64(v)?;
+            i32::try_from(v)
+                .map_err(|_| de::Error::custom(format!("{v} is out of range for an enum")))
+        }
+    }
+}
+
+fn status_code<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    match Option::<NumOrStr>::deserialize(d)? {
+        None => Ok(0),
+        Some(NumOrStr::S(s)) if s.starts_with("STATUS_CODE_") => {
+            ot::status::StatusCode::from_str_name(&s)
+                .map(|t| t as i32)
+                .ok_or_else(|| de::Error::custom(format!("unknown status code {s:?}")))
         }
         Some(v) => {
             let v = to_i64(v)?;
@@ -564,6 +606,111 @@ struct JLogRecord {
     event_name: String,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct JTracesRequest {
+    #[serde(deserialize_with = "nd")]
+    resource_spans: Vec<JResourceSpans>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct JResourceSpans {
+    #[serde(deserialize_with = "nd")]
+    resource: Option<JResource>,
+    #[serde(deserialize_with = "nd")]
+    scope_spans: Vec<JScopeSpans>,
+    #[serde(deserialize_with = "string")]
+    schema_url: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct JScopeSpans {
+    #[serde(deserialize_with = "nd")]
+    scope: Option<JScope>,
+    #[serde(deserialize_with = "nd")]
+    spans: Vec<JSpan>,
+    #[serde(deserialize_with = "string")]
+    schema_url: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct JSpan {
+    #[serde(deserialize_with = "hex_bytes")]
+    trace_id: Vec<u8>,
+    #[serde(deserialize_with = "hex_bytes")]
+    span_id: Vec<u8>,
+    #[serde(deserialize_with = "string")]
+    trace_state: String,
+    #[serde(deserialize_with = "hex_bytes")]
+    parent_span_id: Vec<u8>,
+    #[serde(deserialize_with = "u32_")]
+    flags: u32,
+    #[serde(deserialize_with = "string")]
+    name: String,
+    #[serde(deserialize_with = "span_kind")]
+    kind: i32,
+    #[serde(deserialize_with = "u64_")]
+    start_time_unix_nano: u64,
+    #[serde(deserialize_with = "u64_")]
+    end_time_unix_nano: u64,
+    #[serde(deserialize_with = "nd")]
+    attributes: Vec<JKeyValue>,
+    #[serde(deserialize_with = "u32_")]
+    dropped_attributes_count: u32,
+    #[serde(deserialize_with = "nd")]
+    events: Vec<JEvent>,
+    #[serde(deserialize_with = "u32_")]
+    dropped_events_count: u32,
+    #[serde(deserialize_with = "nd")]
+    links: Vec<JLink>,
+    #[serde(deserialize_with = "u32_")]
+    dropped_links_count: u32,
+    #[serde(deserialize_with = "nd")]
+    status: Option<JStatus>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct JEvent {
+    #[serde(deserialize_with = "u64_")]
+    time_unix_nano: u64,
+    #[serde(deserialize_with = "string")]
+    name: String,
+    #[serde(deserialize_with = "nd")]
+    attributes: Vec<JKeyValue>,
+    #[serde(deserialize_with = "u32_")]
+    dropped_attributes_count: u32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct JLink {
+    #[serde(deserialize_with = "hex_bytes")]
+    trace_id: Vec<u8>,
+    #[serde(deserialize_with = "hex_bytes")]
+    span_id: Vec<u8>,
+    #[serde(deserialize_with = "string")]
+    trace_state: String,
+    #[serde(deserialize_with = "nd")]
+    attributes: Vec<JKeyValue>,
+    #[serde(deserialize_with = "u32_")]
+    dropped_attributes_count: u32,
+    #[serde(deserialize_with = "u32_")]
+    flags: u32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct JStatus {
+    #[serde(deserialize_with = "string")]
+    message: String,
+    #[serde(deserialize_with = "status_code")]
+    code: i32,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Conversions.
 
@@ -658,6 +805,70 @@ impl From<JResourceLogs> for ol::ResourceLogs {
                 })
                 .collect(),
             schema_url: r.schema_url,
+        }
+    }
+}
+
+impl From<JResourceSpans> for ot::ResourceSpans {
+    fn from(r: JResourceSpans) -> Self {
+        ot::ResourceSpans {
+            resource: resource(r.resource),
+            scope_spans: r
+                .scope_spans
+                .into_iter()
+                .map(|s| ot::ScopeSpans {
+                    scope: scope(s.scope),
+                    spans: s.spans.into_iter().map(Into::into).collect(),
+                    schema_url: s.schema_url,
+                })
+                .collect(),
+            schema_url: r.schema_url,
+        }
+    }
+}
+
+impl From<JSpan> for ot::Span {
+    fn from(s: JSpan) -> Self {
+        ot::Span {
+            trace_id: s.trace_id,
+            span_id: s.span_id,
+            trace_state: s.trace_state,
+            parent_span_id: s.parent_span_id,
+            flags: s.flags,
+            name: s.name,
+            kind: s.kind,
+            start_time_unix_nano: s.start_time_unix_nano,
+            end_time_unix_nano: s.end_time_unix_nano,
+            attributes: kvs(s.attributes),
+            dropped_attributes_count: s.dropped_attributes_count,
+            events: s
+                .events
+                .into_iter()
+                .map(|e| ot::span::Event {
+                    time_unix_nano: e.time_unix_nano,
+                    name: e.name,
+                    attributes: kvs(e.attributes),
+                    dropped_attributes_count: e.dropped_attributes_count,
+                })
+                .collect(),
+            dropped_events_count: s.dropped_events_count,
+            links: s
+                .links
+                .into_iter()
+                .map(|l| ot::span::Link {
+                    trace_id: l.trace_id,
+                    span_id: l.span_id,
+                    trace_state: l.trace_state,
+                    attributes: kvs(l.attributes),
+                    dropped_attributes_count: l.dropped_attributes_count,
+                    flags: l.flags,
+                })
+                .collect(),
+            dropped_links_count: s.dropped_links_count,
+            status: s.status.map(|st| ot::Status {
+                message: st.message,
+                code: st.code,
+            }),
         }
     }
 }
@@ -929,5 +1140,22 @@ mod tests {
             br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"traceId":"zz"}]}]}]}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn traces_request_with_hex_ids_and_enum_names() {
+        let body = br#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"api"}}]},
+            "scopeSpans":[{"spans":[{"traceId":"0102030405060708090A0B0C0D0E0F10","spanId":"0102030405060708","parentSpanId":"",
+            "name":"GET /","kind":"SPAN_KIND_SERVER","startTimeUnixNano":"1","endTimeUnixNano":2,
+            "status":{"code":2,"message":"boom"},"events":[{"timeUnixNano":"1","name":"e"}],
+            "links":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708"}]}]}]}]}"#;
+        let r = decode_traces_request(body).unwrap();
+        let s = &r.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(s.trace_id[15], 16);
+        assert_eq!(s.kind, 2);
+        assert_eq!(s.status.as_ref().unwrap().code, 2);
+        assert!(s.parent_span_id.is_empty());
+        assert_eq!(s.links[0].span_id.len(), 8);
+        assert_eq!(s.end_time_unix_nano, 2);
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod generator_sink;
 pub mod ops;
 pub mod otlp_grpc;
 pub mod run;

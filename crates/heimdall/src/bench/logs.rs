@@ -28,6 +28,9 @@ pub struct LogsArgs {
     /// Keep the data directory (printed) instead of deleting it.
     #[arg(long)]
     keep: bool,
+    /// Also write the corpus (one entry per line) to this file, e.g. to try `zstd` on it.
+    #[arg(long)]
+    dump: Option<std::path::PathBuf>,
 }
 
 /// The rare string the filter benchmark looks for (one line in 100,000 carries it).
@@ -354,6 +357,9 @@ pub async fn run(a: LogsArgs) -> anyhow::Result<()> {
         raw_mb,
         corpus.shards.iter().map(Vec::len).sum::<usize>()
     );
+    if let Some(path) = &a.dump {
+        std::fs::write(path, &corpus.all).with_context(|| format!("writing {}", path.display()))?;
+    }
     let (zstd_gbps, scan_gbps, zstd_ratio) = references(&corpus.all);
 
     let root = tempfile_dir()?;

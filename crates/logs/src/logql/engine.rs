@@ -1227,9 +1227,9 @@ fn binary(
                         continue;
                     };
                     if one_to_one && !matched.insert(sig.clone()) {
-                        return Err(Error::BadRequest(format!(
-                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
-                    )));
+                        return Err(Error::BadRequest(
+                            "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".to_string(),
+                        ));
                     }
                     let (a, b) = if many_is_left { (s.1, o.1) } else { (o.1, s.1) };
                     let (v, keep) = scalar_op(op, a, b, return_bool);

@@ -51,10 +51,12 @@ pub(crate) struct BlockCounts {
 /// A stream whose chunks overlap in time or include small ones (sealed by age) is re-chunked:
 /// merged in time order and cut again at `target` bytes, so that blocks hold few, full,
 /// non-overlapping chunks per stream (better compression, fewer reads, no merging on scans).
+/// With `recompress` every stream is re-chunked at `level` (head chunks are sealed faster).
 pub(crate) fn build_block(
     streams: &[(Arc<Labels>, Vec<Arc<SealedChunk>>)],
     target: usize,
     level: i32,
+    recompress: bool,
 ) -> Result<(Vec<u8>, Vec<u8>, BlockCounts), Error> {
     let mut chunks_file = Vec::new();
     let mut index = Vec::with_capacity(streams.len());
@@ -70,7 +72,7 @@ pub(crate) fn build_block(
         }
         let mut sorted: Vec<Arc<SealedChunk>> = chunks.clone();
         sorted.sort_by_key(|c| (c.min_ts, c.max_ts));
-        if needs_rechunk(&sorted, target) {
+        if recompress || needs_rechunk(&sorted, target) {
             sorted = rechunk(&sorted, &mut dec, target, level)?;
         }
         let mut refs = Vec::with_capacity(sorted.len());

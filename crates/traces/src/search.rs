@@ -1,0 +1,315 @@
+//! `/api/search`: TraceQL (`q`) or the legacy `tags`/`minDuration`/`maxDuration` parameters,
+//! evaluated over whole traces read through [`TraceSource`], answered in Tempo's
+//! `SearchResponse` JSON shape.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use common::TenantSet;
+use proto::otlp::tonic::common::v1::{any_value, KeyValue};
+use serde_json::{json, Value};
+
+use crate::model::{Span, Trace, TraceScan, TraceSource};
+use crate::tempo_json;
+use crate::Error;
+
+/// A search as the API received it.
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    /// TraceQL query.
+    pub q: Option<String>,
+    /// Legacy logfmt `k=v` tags.
+    pub tags: Option<String>,
+    /// Legacy minimum trace duration.
+    pub min_duration_ns: Option<u64>,
+    /// Legacy maximum trace duration.
+    pub max_duration_ns: Option<u64>,
+    /// Most traces returned.
+    pub limit: usize,
+    /// Most spans per spanset returned.
+    pub spss: usize,
+    /// Range start, unix ns.
+    pub start_ns: u64,
+    /// Range end, unix ns.
+    pub end_ns: u64,
+}
+
+/// One matched spanset of a trace.
+#[derive(Debug, Clone, Default)]
+pub struct MatchedSpanset {
+    /// Indexes into the trace's spans.
+    pub spans: Vec<usize>,
+    /// Attributes shown per span (what the query touched or selected), by span index.
+    pub span_attributes: BTreeMap<usize, Vec<KeyValue>>,
+    /// Spanset attributes (`by()` groups, aggregate values).
+    pub attributes: Vec<KeyValue>,
+}
+
+/// A trace that matched.
+#[derive(Debug, Clone)]
+pub struct Found {
+    trace: Trace,
+    spansets: Vec<MatchedSpanset>,
+}
+
+/// What a search found.
+#[derive(Debug, Default)]
+pub struct SearchResult {
+    /// Matching traces (at most `limit`).
+    pub traces: Vec<Found>,
+    /// Traces looked at.
+    pub inspected_traces: u64,
+    /// Bytes read.
+    pub inspected_bytes: u64,
+}
+
+/// Finds the matching spansets of one trace.
+pub type Matcher = Box<dyn Fn(&Trace) -> Vec<MatchedSpanset> + Send + Sync>;
+
+fn str_value(v: Option<&proto::otlp::tonic::common::v1::AnyValue>) -> Option<String> {
+    match v.and_then(|v| v.value.as_ref())? {
+        any_value::Value::StringValue(s) => Some(s.clone()),
+        any_value::Value::IntValue(i) => Some(i.to_string()),
+        any_value::Value::DoubleValue(d) => Some(d.to_string()),
+        any_value::Value::BoolValue(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses logfmt `k=v k2="v 2"` pairs.
+fn logfmt_pairs(s: &str) -> Result<Vec<(String, String)>, Error> {
+    let mut out = Vec::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let eq = rest
+            .find('=')
+            .ok_or_else(|| Error::BadRequest(format!("invalid tags {s:?}: expected key=value")))?;
+        let key = rest[..eq].trim().to_string();
+        rest = &rest[eq + 1..];
+        let value;
+        if let Some(r) = rest.strip_prefix('"') {
+            let end = r.find('"').ok_or_else(|| {
+                Error::BadRequest(format!("invalid tags {s:?}: unterminated quote"))
+            })?;
+            value = r[..end].to_string();
+            rest = r[end + 1..].trim_start();
+        } else {
+            let end = rest.find(' ').unwrap_or(rest.len());
+            value = rest[..end].to_string();
+            rest = rest[end..].trim_start();
+        }
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+fn legacy_matcher(req: &SearchRequest) -> Result<Matcher, Error> {
+    let tags = match &req.tags {
+        Some(t) => logfmt_pairs(t)?,
+        None => Vec::new(),
+    };
+    let (min, max) = (req.min_duration_ns, req.max_duration_ns);
+    Ok(Box::new(move |tr: &Trace| {
+        let dur = tr.end_ns().saturating_sub(tr.start_ns());
+        if min.is_some_and(|m| dur < m) || max.is_some_and(|m| dur > m) {
+            return Vec::new();
+        }
+        let matches = |s: &Span| {
+            tags.iter().all(|(k, v)| {
+                let got = if k == "name" {
+                    Some(s.name.clone())
+                } else {
+                    str_value(
+                        s.attributes
+                            .iter()
+                            .find(|kv| &kv.key == k)
+                            .and_then(|kv| kv.value.as_ref()),
+                    )
+                    .or_else(|| {
+                        str_value(
+                            s.origin
+                                .resource
+                                .attributes
+                                .iter()
+                                .find(|kv| &kv.key == k)
+                                .and_then(|kv| kv.value.as_ref()),
+                        )
+                    })
+                };
+                got.is_some_and(|g| g.to_lowercase().contains(&v.to_lowercase()))
+            })
+        };
+        let spans: Vec<usize> = tr
+            .spans
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches(s))
+            .map(|(i, _)| i)
+            .collect();
+        if spans.is_empty() {
+            return Vec::new();
+        }
+        vec![MatchedSpanset {
+            spans,
+            ..Default::default()
+        }]
+    }))
+}
+
+fn matcher(req: &SearchRequest) -> Result<Matcher, Error> {
+    match req.q.as_deref().map(str::trim) {
+        None | Some("") | Some("{}") | Some("{ }") => legacy_matcher(req),
+        Some(q) => crate::traceql_search::matcher(q),
+    }
+}
+
+/// Runs a search.
+pub async fn search(
+    source: &dyn TraceSource,
+    tenants: &TenantSet,
+    req: &SearchRequest,
+) -> Result<SearchResult, Error> {
+    let m = matcher(req)?;
+    let mut out = SearchResult::default();
+    let scan = TraceScan {
+        tenants: Some(tenants.clone()),
+        start_ns: req.start_ns,
+        end_ns: req.end_ns,
+        ..Default::default()
+    };
+    let limit = req.limit;
+    let stats = source
+        .scan(&scan, &mut |_, tr| {
+            out.inspected_traces += 1;
+            let spansets = m(tr);
+            if !spansets.is_empty() {
+                out.traces.push(Found {
+                    trace: tr.clone(),
+                    spansets,
+                });
+            }
+            if out.traces.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await?;
+    out.inspected_bytes = stats.bytes;
+    Ok(out)
+}
+
+/// Trace ids in search results: hex without leading zeros (Tempo's form).
+pub fn short_hex(id: &[u8]) -> String {
+    let h = hex::encode(id);
+    let t = h.trim_start_matches('0');
+    if t.is_empty() {
+        "0".into()
+    } else {
+        t.to_string()
+    }
+}
+
+fn spanset_json(tr: &Trace, ss: &MatchedSpanset, spss: usize) -> Value {
+    let spans: Vec<Value> = ss
+        .spans
+        .iter()
+        .take(spss)
+        .map(|&i| {
+            let s = &tr.spans[i];
+            let mut v = json!({
+                "spanID": hex::encode(s.span_id),
+                "name": s.name,
+                "startTimeUnixNano": s.start_ns.to_string(),
+                "durationNanos": s.duration_ns().to_string(),
+            });
+            if let Some(a) = ss.span_attributes.get(&i) {
+                if !a.is_empty() {
+                    v["attributes"] = Value::Array(tempo_json::key_values(a));
+                }
+            }
+            v
+        })
+        .collect();
+    let mut v = json!({"spans": spans, "matched": ss.spans.len()});
+    if !ss.attributes.is_empty() {
+        v["attributes"] = Value::Array(tempo_json::key_values(&ss.attributes));
+    }
+    v
+}
+
+/// Tempo's `SearchResponse` JSON.
+pub fn response_json(r: &SearchResult, started: Instant) -> Value {
+    let spss = 3;
+    let traces: Vec<Value> = r
+        .traces
+        .iter()
+        .map(|f| {
+            let tr = &f.trace;
+            let root = tr.root();
+            let start = tr.start_ns();
+            let dur_ms = (tr.end_ns().saturating_sub(start) / 1_000_000) as u32;
+            let mut stats: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+            for s in &tr.spans {
+                let e = stats.entry(s.origin.service_name().to_string()).or_default();
+                e.0 += 1;
+                if s.status_code == 2 {
+                    e.1 += 1;
+                }
+            }
+            let sets: Vec<Value> = f.spansets.iter().map(|ss| spanset_json(tr, ss, spss)).collect();
+            let mut v = json!({
+                "traceID": short_hex(&tr.trace_id),
+                "rootServiceName": root.map_or("<root span not yet received>".to_string(), |s| s.origin.service_name().to_string()),
+                "startTimeUnixNano": start.to_string(),
+                "durationMs": dur_ms,
+                "spanSets": sets,
+                "serviceStats": stats.iter().map(|(k, (n, e))| {
+                    let mut m = json!({"spanCount": n});
+                    if *e > 0 {
+                        m["errorCount"] = json!(e);
+                    }
+                    (k.clone(), m)
+                }).collect::<serde_json::Map<_, _>>(),
+            });
+            if let Some(r) = root {
+                v["rootTraceName"] = json!(r.name);
+            }
+            if let Some(first) = sets.first() {
+                v["spanSet"] = first.clone();
+            }
+            v
+        })
+        .collect();
+    json!({
+        "traces": traces,
+        "metrics": {
+            "inspectedTraces": r.inspected_traces,
+            "inspectedBytes": r.inspected_bytes.to_string(),
+            "totalBlocks": 0,
+            "completedJobs": 1,
+            "totalJobs": 1,
+            "elapsedMs": started.elapsed().as_millis() as u64,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logfmt_tags_and_hex() {
+        assert_eq!(
+            logfmt_pairs(r#"service.name=api http.url="/a b" x=1"#).unwrap(),
+            vec![
+                ("service.name".into(), "api".into()),
+                ("http.url".into(), "/a b".into()),
+                ("x".into(), "1".into())
+            ]
+        );
+        assert!(logfmt_pairs("novalue").is_err());
+        assert_eq!(short_hex(&[0, 0, 1, 2]), "102");
+    }
+}
