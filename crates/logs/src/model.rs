@@ -46,8 +46,11 @@ pub struct StreamInfo {
 /// A decoded, columnar run of entries of one stream, oldest first.
 ///
 /// Lines are concatenated in `lines`; entry `i` is `lines[line_ends[i-1]..line_ends[i]]` (with
-/// `line_ends[-1] = 0`). Structured metadata is likewise `meta[meta_ends[i-1]..meta_ends[i]]`.
-/// Keeping lines contiguous lets a line filter run one substring search over the whole batch.
+/// `line_ends[-1] = 0`). Keeping lines contiguous lets a line filter run one substring search over
+/// the whole batch. Structured metadata is interned per batch: `meta_table` holds each distinct
+/// name/value pair once and entry `i` refers to its pairs by index,
+/// `meta_refs[meta_ends[i-1]..meta_ends[i]]` — so decoding and dropping a batch costs no per-entry
+/// reference counting, and equal metadata compares as equal index lists.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     /// Unix nanoseconds, non-decreasing.
@@ -56,10 +59,48 @@ pub struct Batch {
     pub line_ends: Vec<u32>,
     /// All lines, back to back.
     pub lines: Vec<u8>,
-    /// End offset of each entry's metadata in `meta`.
+    /// End offset of each entry's metadata in `meta_refs`.
     pub meta_ends: Vec<u32>,
-    /// All metadata pairs, back to back.
-    pub meta: Vec<(Arc<str>, Arc<str>)>,
+    /// Indexes into `meta_table`, entry after entry.
+    pub meta_refs: Vec<u32>,
+    /// The distinct metadata pairs of this batch.
+    pub meta_table: Vec<(Arc<str>, Arc<str>)>,
+}
+
+/// The structured metadata of one entry of a [`Batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Meta<'a> {
+    refs: &'a [u32],
+    table: &'a [(Arc<str>, Arc<str>)],
+}
+
+impl<'a> Meta<'a> {
+    /// No metadata.
+    pub const EMPTY: Meta<'static> = Meta {
+        refs: &[],
+        table: &[],
+    };
+
+    /// The pairs, in push order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a (Arc<str>, Arc<str>)> + 'a {
+        let table = self.table;
+        self.refs.iter().map(move |&r| &table[r as usize])
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.refs.len()
+    }
+
+    /// True when the entry has no metadata.
+    pub fn is_empty(&self) -> bool {
+        self.refs.is_empty()
+    }
+
+    /// The pair indexes into the batch's table (equal metadata of one batch has equal indexes).
+    pub fn refs(&self) -> &'a [u32] {
+        self.refs
+    }
 }
 
 impl Batch {
@@ -84,27 +125,49 @@ impl Batch {
     }
 
     /// The structured metadata of entry `i`.
-    pub fn metadata(&self, i: usize) -> &[(Arc<str>, Arc<str>)] {
+    pub fn metadata(&self, i: usize) -> Meta<'_> {
         let start = if i == 0 {
             0
         } else {
             self.meta_ends[i - 1] as usize
         };
-        &self.meta[start..self.meta_ends[i] as usize]
+        Meta {
+            refs: &self.meta_refs[start..self.meta_ends[i] as usize],
+            table: &self.meta_table,
+        }
     }
 
-    /// Appends one entry.
-    pub fn push(
+    /// The table index of a pair, adding it when new (tables are small: a linear scan, pointer
+    /// equality first).
+    pub fn intern(&mut self, name: &Arc<str>, value: &Arc<str>) -> u32 {
+        let found = self.meta_table.iter().position(|(n, v)| {
+            (Arc::ptr_eq(n, name) || n == name) && (Arc::ptr_eq(v, value) || v == value)
+        });
+        match found {
+            Some(i) => i as u32,
+            None => {
+                self.meta_table.push((name.clone(), value.clone()));
+                (self.meta_table.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Appends one entry (metadata pairs owned or borrowed).
+    pub fn push<P: std::borrow::Borrow<(Arc<str>, Arc<str>)>>(
         &mut self,
         ts: i64,
         line: &[u8],
-        meta: impl IntoIterator<Item = (Arc<str>, Arc<str>)>,
+        meta: impl IntoIterator<Item = P>,
     ) {
         self.ts.push(ts);
         self.lines.extend_from_slice(line);
         self.line_ends.push(self.lines.len() as u32);
-        self.meta.extend(meta);
-        self.meta_ends.push(self.meta.len() as u32);
+        for p in meta {
+            let (n, v) = p.borrow();
+            let r = self.intern(n, v);
+            self.meta_refs.push(r);
+        }
+        self.meta_ends.push(self.meta_refs.len() as u32);
     }
 
     /// Removes every entry, keeping capacity.
@@ -113,7 +176,13 @@ impl Batch {
         self.line_ends.clear();
         self.lines.clear();
         self.meta_ends.clear();
-        self.meta.clear();
+        self.meta_refs.clear();
+        self.meta_table.clear();
+    }
+
+    /// Entry `i`'s metadata as owned pairs (tests and diagnostics).
+    pub fn metadata_vec(&self, i: usize) -> Vec<(Arc<str>, Arc<str>)> {
+        self.metadata(i).iter().cloned().collect()
     }
 }
 

@@ -384,6 +384,9 @@ pub async fn run(a: LogsArgs) -> anyhow::Result<()> {
     if !r.status().is_success() {
         bail!("flush failed: {}", r.text().await.unwrap_or_default());
     }
+    // CPU of cutting the head into blocks (chunks recompressed harder) counts as ingest too.
+    let (cpu2, _) = proc_usage(pid);
+    let total_cpu = (cpu2 - cpu0).max(1e-9);
     let disk = dir_size(&root.join("heimdall").join("data").join("blocks"));
 
     let range = [
@@ -434,10 +437,11 @@ pub async fn run(a: LogsArgs) -> anyhow::Result<()> {
     println!("| figure | heimdall | reference on this machine |");
     println!("|---|---|---|");
     println!(
-        "| ingest | {:.1} MB/s per server CPU-second ({:.1} MB/s wall, {} connections) | target ≥ 50 |",
+        "| ingest | {:.1} MB/s per server CPU-second acknowledged ({:.1} MB/s wall, {} connections); {:.1} MB/s per CPU-second including block compression | target ≥ 50 |",
         raw_mb / ingest_cpu,
         raw_mb / wall.as_secs_f64(),
-        a.connections
+        a.connections,
+        raw_mb / total_cpu
     );
     println!(
         "| compression | {:.1}× ({:.0} MB on disk) | zstd -3 on 1 MiB frames: {:.1}× |",

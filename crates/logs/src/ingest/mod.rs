@@ -316,31 +316,40 @@ fn level_field(line: &str) -> Option<&str> {
     None
 }
 
+/// Level keywords in order of severity, each in lower, upper and capitalised spelling, with
+/// their searchers built once.
+static KEYWORDS: std::sync::LazyLock<Vec<(&'static str, Vec<memchr::memmem::Finder<'static>>)>> =
+    std::sync::LazyLock::new(|| {
+        [
+            ("critical", &["critical", "fatal"][..]),
+            ("error", &["err"][..]),
+            ("warn", &["warn"][..]),
+            ("info", &["info"][..]),
+            ("debug", &["debug"][..]),
+            ("trace", &["trace"][..]),
+        ]
+        .into_iter()
+        .map(|(level, words)| {
+            let finders = words
+                .iter()
+                .flat_map(|w| {
+                    let mut cap = w.to_string();
+                    cap[..1].make_ascii_uppercase();
+                    [w.to_string(), w.to_ascii_uppercase(), cap]
+                })
+                .map(|w| memchr::memmem::Finder::new(w.as_bytes()).into_owned())
+                .collect();
+            (level, finders)
+        })
+        .collect()
+    });
+
 fn level_from_keywords(line: &str) -> &'static str {
-    // Loki checks keywords case-insensitively in this order of severity.
     let b = line.as_bytes();
-    let has = |w: &str| {
-        let mut cap = w.to_string();
-        cap[..1].make_ascii_uppercase();
-        memchr::memmem::find(b, w.as_bytes()).is_some()
-            || memchr::memmem::find(b, w.to_ascii_uppercase().as_bytes()).is_some()
-            || memchr::memmem::find(b, cap.as_bytes()).is_some()
-    };
-    if has("critical") || has("fatal") {
-        "critical"
-    } else if has("error") || has("err") {
-        "error"
-    } else if has("warn") {
-        "warn"
-    } else if has("info") {
-        "info"
-    } else if has("debug") {
-        "debug"
-    } else if has("trace") {
-        "trace"
-    } else {
-        "unknown"
-    }
+    KEYWORDS
+        .iter()
+        .find(|(_, finders)| finders.iter().any(|f| f.find(b).is_some()))
+        .map_or("unknown", |(level, _)| level)
 }
 
 /// Maps a level spelling to Loki's normalised values.

@@ -348,11 +348,10 @@ async fn eval_log(
     let mut key_list: Vec<Labels> = Vec::new();
     let mut seq = 0u64;
     let mut passed = 0u64;
-    let mut cache = SlotCache::default();
     let scan = source
         .scan(&req, &mut |info, batch| {
             let base = stream_labels(info, federated);
-            let stream_key = info.fingerprint ^ hash_tenant(&info.tenant);
+            let mut cache = BatchSlots::default();
             let info_view = StreamInfo {
                 tenant: info.tenant.clone(),
                 labels: Arc::new(base.clone()),
@@ -379,13 +378,13 @@ async fn eval_log(
                 let (stream, metadata, parsed) = match (out.labels, p.categorize) {
                     // Labels untouched by the pipeline: one lookup per (stream, metadata).
                     (None, false) => {
-                        let s = match cache.get(stream_key, meta) {
+                        let s = match cache.get(meta.refs()) {
                             Some(s) => s,
                             None => {
                                 let s = slot_of(
                                     Pipeline::labels_of(&info_view.labels, meta).to_labels(),
                                 );
-                                cache.insert(stream_key, meta, s);
+                                cache.insert(meta.refs(), s);
                                 s
                             }
                         };
@@ -394,11 +393,11 @@ async fn eval_log(
                     (labels, true) => {
                         let labels =
                             labels.unwrap_or_else(|| Pipeline::labels_of(&info_view.labels, meta));
-                        let s = match cache.get(stream_key, &[]) {
+                        let s = match cache.get(&[]) {
                             Some(s) => s,
                             None => {
                                 let s = slot_of(base.clone());
-                                cache.insert(stream_key, &[], s);
+                                cache.insert(&[], s);
                                 s
                             }
                         };
@@ -653,7 +652,6 @@ impl Evaluator<'_> {
                 .collect(),
         };
         let mut series = SeriesSet::default();
-        let mut cache = SlotCache::default();
         let mut error: Option<Error> = None;
         let mut passed = 0u64;
         let unwrap = r.unwrap.as_ref();
@@ -666,7 +664,7 @@ impl Evaluator<'_> {
                     labels: base.clone(),
                     fingerprint: info.fingerprint,
                 };
-                let stream_key = info.fingerprint ^ hash_tenant(&info.tenant);
+                let mut cache = BatchSlots::default();
                 let mut stop = false;
                 pipeline.candidates(batch, &mut |i| {
                     if stop {
@@ -681,7 +679,7 @@ impl Evaluator<'_> {
                     // Fast path: labels are the stream's plus structured metadata; resolve the
                     // series once per distinct (stream, metadata) instead of once per entry.
                     if out.labels.is_none() && unwrap.is_none() {
-                        let slot = match cache.get(stream_key, meta) {
+                        let slot = match cache.get(meta.refs()) {
                             Some(slot) => slot,
                             None => {
                                 let full = Pipeline::labels_of(&base, meta).to_labels();
@@ -690,7 +688,7 @@ impl Evaluator<'_> {
                                     None => full,
                                 };
                                 let slot = series.slot(key);
-                                cache.insert(stream_key, meta, slot);
+                                cache.insert(meta.refs(), slot);
                                 slot
                             }
                         };
@@ -820,45 +818,24 @@ impl SeriesSet {
     }
 }
 
-/// Structured metadata of one entry as a batch holds it.
-type MetaPairs = Vec<(Arc<str>, Arc<str>)>;
-
-/// Remembers the series slot of each (stream, structured metadata) combination seen.
+/// Remembers, within one batch, the slot of each distinct metadata combination (by the batch's
+/// pair indexes), so labels are built once per combination instead of once per entry.
 #[derive(Default)]
-struct SlotCache {
-    map: HashMap<u64, Vec<(u64, MetaPairs, usize)>>,
+struct BatchSlots {
+    seen: Vec<(Vec<u32>, usize)>,
 }
 
-impl SlotCache {
-    fn hash(stream: u64, meta: &[(Arc<str>, Arc<str>)]) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        stream.hash(&mut h);
-        for (n, v) in meta {
-            n.hash(&mut h);
-            v.hash(&mut h);
-        }
-        h.finish()
-    }
-
-    fn get(&self, stream: u64, meta: &[(Arc<str>, Arc<str>)]) -> Option<usize> {
-        self.map
-            .get(&Self::hash(stream, meta))?
+impl BatchSlots {
+    fn get(&self, refs: &[u32]) -> Option<usize> {
+        self.seen
             .iter()
-            .find(|(s, m, _)| *s == stream && m.as_slice() == meta)
-            .map(|(_, _, slot)| *slot)
+            .find(|(r, _)| r.as_slice() == refs)
+            .map(|(_, s)| *s)
     }
 
-    fn insert(&mut self, stream: u64, meta: &[(Arc<str>, Arc<str>)], slot: usize) {
-        self.map
-            .entry(Self::hash(stream, meta))
-            .or_default()
-            .push((stream, meta.to_vec(), slot));
+    fn insert(&mut self, refs: &[u32], slot: usize) {
+        self.seen.push((refs.to_vec(), slot));
     }
-}
-
-fn hash_tenant(t: &common::TenantId) -> u64 {
-    Labels::from_pairs([("t", t.as_str())]).stable_hash()
 }
 
 fn sample_error(labels: &mut EntryLabels, details: String) {

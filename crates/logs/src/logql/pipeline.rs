@@ -8,7 +8,6 @@
 //! `__error__` matchers decide about them.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use common::{Label, Labels, Matcher};
 use memchr::memmem::Finder;
@@ -23,7 +22,7 @@ use super::json::{self, JsonPath};
 use super::pattern::Pattern;
 use super::template::{Template, TemplateContext};
 use super::{logfmt, units};
-use crate::model::{Batch, StreamInfo};
+use crate::model::{Batch, Meta, StreamInfo};
 use crate::Error;
 
 /// Name of the error label set by failing stages.
@@ -50,13 +49,13 @@ pub struct EntryLabels {
 }
 
 impl EntryLabels {
-    fn from_entry(stream: &Labels, meta: &[(Arc<str>, Arc<str>)]) -> Self {
+    fn from_entry(stream: &Labels, meta: Meta<'_>) -> Self {
         let mut labels = Vec::with_capacity(stream.len() + meta.len() + 8);
         for l in stream.iter() {
             labels.push((l.name.clone(), l.value.clone(), Origin::Stream));
         }
         let mut out = EntryLabels { labels };
-        for (n, v) in meta {
+        for (n, v) in meta.iter() {
             out.set(n, v.to_string(), Origin::Metadata);
         }
         out
@@ -484,7 +483,7 @@ impl Pipeline {
     }
 
     /// The labels of an entry when the pipeline does not touch labels.
-    pub fn labels_of(stream: &Labels, meta: &[(Arc<str>, Arc<str>)]) -> EntryLabels {
+    pub fn labels_of(stream: &Labels, meta: Meta<'_>) -> EntryLabels {
         EntryLabels::from_entry(stream, meta)
     }
 
@@ -544,7 +543,7 @@ impl Pipeline {
         ts: i64,
         line: &'a [u8],
         stream: &StreamInfo,
-        meta: &[(Arc<str>, Arc<str>)],
+        meta: Meta<'_>,
     ) -> Option<Processed<'a>> {
         if self.line_only {
             for s in &self.steps {
@@ -741,6 +740,8 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::logql::ast::Expr;
     use crate::logql::parser::parse;
@@ -767,16 +768,17 @@ mod tests {
         let s = stream(&[("app", "api")]);
         let meta: Vec<(Arc<str>, Arc<str>)> = vec![(Arc::from("trace_id"), Arc::from("t1"))];
         let mut b = Batch::default();
-        b.push(1, line.as_bytes(), meta.clone());
+        b.push(1, line.as_bytes(), &meta);
+        let meta = b.metadata(0);
         let mut hit = false;
         p.candidates(&b, &mut |_| hit = true);
         if !hit {
             return None;
         }
-        let out = p.process(1, line.as_bytes(), &s, &meta)?;
+        let out = p.process(1, line.as_bytes(), &s, meta)?;
         let labels = out
             .labels
-            .unwrap_or_else(|| Pipeline::labels_of(&s.labels, &meta))
+            .unwrap_or_else(|| Pipeline::labels_of(&s.labels, meta))
             .to_labels()
             .to_string();
         Some((String::from_utf8(out.line.into_owned()).unwrap(), labels))
@@ -800,7 +802,7 @@ mod tests {
         let p = pipeline(r#"{a="b"} |= "ab""#);
         let mut b = Batch::default();
         for l in ["xa", "bx", "zab", "ab", "none"] {
-            b.push(0, l.as_bytes(), []);
+            b.push(0, l.as_bytes(), &[]);
         }
         let mut got = Vec::new();
         p.candidates(&b, &mut |i| got.push(i));

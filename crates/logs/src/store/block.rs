@@ -133,7 +133,7 @@ fn rechunk(
     let mut out = Vec::new();
     let mut cur = Batch::default();
     for i in 0..all.len() {
-        cur.push(all.ts[i], all.line(i), all.metadata(i).iter().cloned());
+        cur.push(all.ts[i], all.line(i), all.metadata(i).iter());
         if cur.lines.len() >= target || i + 1 == all.len() {
             let (data, h) = encode_chunk(&cur, level)?;
             out.push(Arc::new(SealedChunk {

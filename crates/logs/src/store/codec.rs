@@ -275,10 +275,10 @@ pub(crate) fn sort_batch(b: &Batch) -> Batch {
     out.line_ends.reserve(b.len());
     out.lines.reserve(b.lines.len());
     out.meta_ends.reserve(b.len());
-    out.meta.reserve(b.meta.len());
+    out.meta_refs.reserve(b.meta_refs.len());
     for i in perm {
         let i = i as usize;
-        out.push(b.ts[i], b.line(i), b.metadata(i).iter().cloned());
+        out.push(b.ts[i], b.line(i), b.metadata(i).iter());
     }
     out
 }
@@ -300,7 +300,7 @@ pub(crate) fn encode_chunk(b: &Batch, level: i32) -> Result<(Vec<u8>, ChunkHeade
     let n = b.len();
     let min_ts = b.ts.first().copied().unwrap_or(0);
     let max_ts = b.ts.last().copied().unwrap_or(0);
-    let has_meta = !b.meta.is_empty();
+    let has_meta = !b.meta_refs.is_empty();
     let mut p = Vec::with_capacity(n * 5 + 64);
     let mut prev = min_ts;
     for &t in &b.ts {
@@ -315,8 +315,9 @@ pub(crate) fn encode_chunk(b: &Batch, level: i32) -> Result<(Vec<u8>, ChunkHeade
     if has_meta {
         let mut syms: HashMap<&str, u32> = HashMap::new();
         let mut order: Vec<&str> = Vec::new();
-        let mut ids = Vec::with_capacity(b.meta.len() * 2);
-        for (name, value) in &b.meta {
+        let mut ids = Vec::with_capacity(b.meta_refs.len() * 2);
+        for &r in &b.meta_refs {
+            let (name, value) = &b.meta_table[r as usize];
             for s in [&**name, &**value] {
                 let id = *syms.entry(s).or_insert_with(|| {
                     order.push(s);
@@ -402,6 +403,8 @@ pub(crate) struct Decoder {
     ts: Vec<i64>,
     lens: Vec<u32>,
     syms: Vec<Arc<str>>,
+    /// Symbol pairs of the current chunk already interned in the output batch.
+    pairs: Vec<((usize, usize), u32)>,
 }
 
 impl Decoder {
@@ -416,6 +419,7 @@ impl Decoder {
             ts: Vec::new(),
             lens: Vec::new(),
             syms: Vec::new(),
+            pairs: Vec::new(),
         })
     }
 
@@ -530,6 +534,8 @@ impl Decoder {
             for _ in 0..ns {
                 self.syms.push(Arc::from(r.str()?));
             }
+            // Each distinct (name, value) symbol pair becomes one entry of the batch's table.
+            self.pairs.clear();
             for i in 0..n {
                 let np = r.count()?;
                 let keep = i >= i0 && i < i1;
@@ -537,18 +543,27 @@ impl Decoder {
                     let a = r.uvarint()? as usize;
                     let b = r.uvarint()? as usize;
                     if keep {
-                        let (Some(na), Some(vb)) = (self.syms.get(a), self.syms.get(b)) else {
-                            return Err(corrupt("metadata symbol out of range"));
+                        let slot = match self.pairs.iter().find(|(k, _)| *k == (a, b)) {
+                            Some((_, slot)) => *slot,
+                            None => {
+                                let (Some(na), Some(vb)) = (self.syms.get(a), self.syms.get(b))
+                                else {
+                                    return Err(corrupt("metadata symbol out of range"));
+                                };
+                                let slot = out.intern(na, vb);
+                                self.pairs.push(((a, b), slot));
+                                slot
+                            }
                         };
-                        out.meta.push((na.clone(), vb.clone()));
+                        out.meta_refs.push(slot);
                     }
                 }
                 if keep {
-                    out.meta_ends.push(out.meta.len() as u32);
+                    out.meta_ends.push(out.meta_refs.len() as u32);
                 }
             }
         } else {
-            let m = out.meta.len() as u32;
+            let m = out.meta_refs.len() as u32;
             out.meta_ends.extend(std::iter::repeat_n(m, i1 - i0));
         }
         Ok((i0, i1))
@@ -766,7 +781,9 @@ mod tests {
         assert_eq!(out.lines, b.lines);
         assert_eq!(out.line_ends, b.line_ends);
         assert_eq!(out.meta_ends, b.meta_ends);
-        assert_eq!(out.meta, b.meta);
+        for i in 0..b.len() {
+            assert_eq!(out.metadata_vec(i), b.metadata_vec(i));
+        }
         // Appending a sub-range behind existing entries.
         assert_eq!(d.decode_into(&data, 20, 40, &mut out).unwrap(), 3);
         assert_eq!(out.len(), 8);
@@ -837,9 +854,17 @@ mod tests {
                     &out.lines,
                     &out.line_ends,
                     &out.meta_ends,
-                    &out.meta
+                    (0..out.len())
+                        .map(|i| out.metadata_vec(i))
+                        .collect::<Vec<_>>()
                 ),
-                (&b.ts, &b.lines, &b.line_ends, &b.meta_ends, &b.meta),
+                (
+                    &b.ts,
+                    &b.lines,
+                    &b.line_ends,
+                    &b.meta_ends,
+                    (0..b.len()).map(|i| b.metadata_vec(i)).collect::<Vec<_>>()
+                ),
                 "round {round}"
             );
             let push = vec![StreamPush {

@@ -353,7 +353,7 @@ impl OpenSnapshot {
             let i0 = b.ts.partition_point(|&t| t < start);
             let i1 = b.ts.partition_point(|&t| t < end);
             for i in i0..i1 {
-                out.push(b.ts[i], b.line(i), b.metadata(i).iter().cloned());
+                out.push(b.ts[i], b.line(i), b.metadata(i).iter());
             }
         } else {
             let mut idx: Vec<u32> = (0..b.len() as u32)
@@ -365,7 +365,7 @@ impl OpenSnapshot {
             idx.sort_by_key(|&i| b.ts[i as usize]);
             for i in idx {
                 let i = i as usize;
-                out.push(b.ts[i], b.line(i), b.metadata(i).iter().cloned());
+                out.push(b.ts[i], b.line(i), b.metadata(i).iter());
             }
         }
     }

@@ -287,7 +287,7 @@ pub(crate) fn merge_into(parts: &[Batch], out: &mut Batch) {
         let Some(k) = best else { break };
         let i = pos[k];
         let p = &parts[k];
-        out.push(p.ts[i], p.line(i), p.metadata(i).iter().cloned());
+        out.push(p.ts[i], p.line(i), p.metadata(i).iter());
         pos[k] += 1;
     }
 }

@@ -1051,7 +1051,11 @@ fn bench_chunk_ratio() {
             let mut ts = T0;
             for line in text.lines() {
                 ts += 1_000_000;
-                b.push(ts, line.as_bytes(), std::iter::empty());
+                b.push(
+                    ts,
+                    line.as_bytes(),
+                    std::iter::empty::<(Arc<str>, Arc<str>)>(),
+                );
                 if b.lines.len() >= chunk_kb << 10 {
                     comp += codec::encode_chunk(&b, level).unwrap().0.len();
                     raw += b.lines.len();
