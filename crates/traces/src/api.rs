@@ -26,6 +26,7 @@ use crate::ingest;
 use crate::model::{PushLimits, Span, Trace, TraceId, TraceScan, TraceSource, TraceWriter};
 use crate::search::{self, SearchRequest};
 use crate::tempo_json;
+use crate::traceql;
 use crate::Error;
 
 /// Tempo version we report (`/api/status/buildinfo`); Grafana gates features on it.
@@ -147,6 +148,8 @@ pub fn read_routes(api: TracesApi) -> Router {
         .route("/api/v2/search/tags", get(tags_v2))
         .route("/api/search/tag/{tag}/values", get(values_v1))
         .route("/api/v2/search/tag/{tag}/values", get(values_v2))
+        .route("/api/metrics/query_range", get(metrics_range))
+        .route("/api/metrics/query", get(metrics_instant))
         .with_state(api)
 }
 
@@ -163,6 +166,7 @@ pub fn write_routes(api: TracesApi) -> Router {
     Router::new()
         .route("/v1/traces", post(otlp_traces))
         .route("/otlp/v1/traces", post(otlp_traces))
+        .route("/api/v2/spans", post(zipkin_spans))
         .layer(DefaultBodyLimit::max(cap))
         .with_state(api)
 }
@@ -264,6 +268,33 @@ async fn otlp_traces(
                     .into_response()
             }
         }
+    }
+}
+
+/// `POST /api/v2/spans`: Zipkin v2 JSON; 202 as Zipkin answers.
+async fn zipkin_spans(
+    Extension(tenant): Extension<TenantId>,
+    State(api): State<TracesApi>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let hv = |n: header::HeaderName| h.get(n).and_then(|v| v.to_str().ok());
+    let max = api.overrides.get(&tenant).max_request_size_bytes;
+    let run = async {
+        let raw = common::decompress::decompress_http(&body, hv(header::CONTENT_ENCODING), max)
+            .map_err(|e| Error::Limit {
+                status: e.status(),
+                msg: e.to_string(),
+            })?;
+        let req = crate::zipkin::decode(&raw)?;
+        api.ingest(&tenant, req).await
+    };
+    match run.await {
+        Ok(resp) => match resp.partial_success {
+            Some(p) => tempo_error(&Error::BadRequest(p.error_message)),
+            None => StatusCode::ACCEPTED.into_response(),
+        },
+        Err(e) => tempo_error(&e),
     }
 }
 
@@ -473,6 +504,164 @@ pub fn parse_go_duration(s: &str) -> Result<u64, Error> {
         rest = &rest[u..];
     }
     Ok(total as u64)
+}
+
+// ---------------------------------------------------------------------------------------------
+// TraceQL metrics.
+
+/// Runs a TraceQL metrics query over `[start, end)` with `step`.
+async fn run_metrics(
+    api: &TracesApi,
+    t: &TenantSet,
+    q: &str,
+    start: u64,
+    end: u64,
+    step: u64,
+) -> Result<(traceql::MetricsResult, Option<String>), Error> {
+    let query = traceql::parse(q)?;
+    if query.metrics.is_none() {
+        return Err(bad(
+            "not a metrics query: end the query with a metrics function such as | rate()",
+        ));
+    }
+    let (service_names, span_names) = traceql::hints(&query);
+    let mut ev = traceql::MetricsEvaluator::new(&query, start, end, step)?;
+    let req = TraceScan {
+        tenants: Some(t.clone()),
+        start_ns: start,
+        end_ns: end,
+        service_names,
+        span_names,
+    };
+    api.source
+        .scan(&req, &mut |_, tr| {
+            ev.observe(tr);
+            ControlFlow::Continue(())
+        })
+        .await?;
+    let name = query.metrics.as_ref().map(|m| {
+        m.to_string()
+            .split('(')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    });
+    Ok((ev.finish(&query.second_stage), name))
+}
+
+/// Series labels as Tempo shows them (`__name__` = the function for ungrouped aggregates).
+fn series_labels(s: &traceql::Series, name: &Option<String>) -> Vec<KeyValue> {
+    let mut out: Vec<KeyValue> = s
+        .labels
+        .iter()
+        .filter_map(|(k, v)| {
+            let value = match v {
+                traceql::ast::Static::Nil => return None,
+                traceql::ast::Static::Str(x) => any_value::Value::StringValue(x.clone()),
+                traceql::ast::Static::Int(i) => any_value::Value::IntValue(*i),
+                traceql::ast::Static::Float(f) => any_value::Value::DoubleValue(*f),
+                traceql::ast::Static::Bool(b) => any_value::Value::BoolValue(*b),
+                other => any_value::Value::StringValue(other.to_string()),
+            };
+            Some(KeyValue {
+                key: k.clone(),
+                value: Some(AnyValue { value: Some(value) }),
+                ..Default::default()
+            })
+        })
+        .collect();
+    if out.is_empty() {
+        if let Some(n) = name {
+            out.push(KeyValue {
+                key: "__name__".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(n.clone())),
+                }),
+                ..Default::default()
+            });
+        }
+    }
+    out
+}
+
+fn metrics_window(p: &Params) -> Result<(u64, u64), Error> {
+    let end = p.time_ns("end")?.unwrap_or_else(now_ns);
+    let since = p
+        .get("since")
+        .map(parse_go_duration)
+        .transpose()?
+        .unwrap_or(3_600_000_000_000);
+    let start = p.time_ns("start")?.unwrap_or(end.saturating_sub(since));
+    if end <= start {
+        return Err(bad("invalid start and end: end must be after start"));
+    }
+    Ok((start, end))
+}
+
+async fn metrics_range(
+    Extension(t): Extension<TenantSet>,
+    State(api): State<TracesApi>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let p = Params::new(q.as_deref());
+    let run = async {
+        let query = p.get("q").ok_or_else(|| bad("q is required"))?.to_string();
+        let (start, end) = metrics_window(&p)?;
+        let step = match p.get("step") {
+            Some(s) => parse_go_duration(s).or_else(|_| {
+                s.parse::<f64>()
+                    .map(|f| (f * 1e9) as u64)
+                    .map_err(|_| bad(format!("invalid step {s:?}")))
+            })?,
+            None => ((end - start) / 100).max(1_000_000_000),
+        }
+        .max(1);
+        let (r, name) = run_metrics(&api, &t, &query, start, end, step).await?;
+        Ok::<_, Error>(json!({
+            "series": r.series.iter().map(|s| json!({
+                "labels": tempo_json::key_values(&series_labels(s, &name)),
+                "samples": s.samples.iter().enumerate().filter_map(|(i, v)| v.map(|v| json!({
+                    "timestampMs": ((r.start_ns + i as u64 * r.step_ns) / 1_000_000).to_string(),
+                    "value": v,
+                }))).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "metrics": {"inspectedBytes": "0"},
+            "status": "COMPLETE",
+        }))
+    };
+    match run.await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => tempo_error(&e),
+    }
+}
+
+async fn metrics_instant(
+    Extension(t): Extension<TenantSet>,
+    State(api): State<TracesApi>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let p = Params::new(q.as_deref());
+    let run = async {
+        let query = p.get("q").ok_or_else(|| bad("q is required"))?.to_string();
+        let (start, end) = metrics_window(&p)?;
+        let (r, name) = run_metrics(&api, &t, &query, start, end, end - start).await?;
+        Ok::<_, Error>(json!({
+            "series": r.series.iter().filter_map(|s| {
+                let v: Vec<f64> = s.samples.iter().flatten().copied().collect();
+                (!v.is_empty()).then(|| json!({
+                    "labels": tempo_json::key_values(&series_labels(s, &name)),
+                    "value": v.iter().sum::<f64>(),
+                }))
+            }).collect::<Vec<_>>(),
+            "metrics": {"inspectedBytes": "0"},
+            "status": "COMPLETE",
+        }))
+    };
+    match run.await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => tempo_error(&e),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

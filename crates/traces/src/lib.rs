@@ -13,6 +13,6 @@ pub mod search;
 pub mod store;
 pub mod tempo_json;
 pub mod traceql;
-mod traceql_search;
+pub mod zipkin;
 
 pub use error::Error;

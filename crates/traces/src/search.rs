@@ -7,11 +7,12 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use common::TenantSet;
-use proto::otlp::tonic::common::v1::{any_value, KeyValue};
+use proto::otlp::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use serde_json::{json, Value};
 
 use crate::model::{Span, Trace, TraceScan, TraceSource};
 use crate::tempo_json;
+use crate::traceql::{self, ast::Static, Evaluator, Query};
 use crate::Error;
 
 /// A search as the API received it.
@@ -157,10 +158,62 @@ fn legacy_matcher(req: &SearchRequest) -> Result<Matcher, Error> {
     }))
 }
 
-fn matcher(req: &SearchRequest) -> Result<Matcher, Error> {
+/// A TraceQL value as an OTLP attribute value (what search results show).
+fn static_value(v: &Static) -> Option<AnyValue> {
+    let value = match v {
+        Static::Nil => return None,
+        Static::Str(s) => any_value::Value::StringValue(s.clone()),
+        Static::Int(i) => any_value::Value::IntValue(*i),
+        Static::Float(f) => any_value::Value::DoubleValue(*f),
+        Static::Bool(b) => any_value::Value::BoolValue(*b),
+        other => any_value::Value::StringValue(other.to_string()),
+    };
+    Some(AnyValue { value: Some(value) })
+}
+
+fn key_values(v: &[(String, Static)]) -> Vec<KeyValue> {
+    v.iter()
+        .filter_map(|(k, v)| {
+            static_value(v).map(|value| KeyValue {
+                key: k.clone(),
+                value: Some(value),
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+/// Search spansets of a TraceQL evaluation.
+fn traceql_spansets(ev: &Evaluator<'_>, tr: &Trace) -> Vec<MatchedSpanset> {
+    ev.eval_trace(tr)
+        .into_iter()
+        .filter(|ss| !ss.spans.is_empty())
+        .map(|ss| MatchedSpanset {
+            spans: ss.spans.iter().map(|m| m.index).collect(),
+            span_attributes: ss
+                .spans
+                .iter()
+                .map(|m| (m.index, key_values(&m.attributes)))
+                .collect(),
+            attributes: key_values(&ss.attributes),
+        })
+        .collect()
+}
+
+/// Parses a search's TraceQL query; `None` for an empty query or `{}` (match every trace).
+fn traceql_query(req: &SearchRequest) -> Result<Option<Query>, Error> {
     match req.q.as_deref().map(str::trim) {
-        None | Some("") | Some("{}") | Some("{ }") => legacy_matcher(req),
-        Some(q) => crate::traceql_search::matcher(q),
+        None | Some("") => Ok(None),
+        Some(q) => {
+            let query = traceql::parse(q)?;
+            if query.metrics.is_some() {
+                return Err(Error::BadRequest(
+                    "metrics queries are answered by /api/metrics/query_range and /api/metrics/query"
+                        .into(),
+                ));
+            }
+            Ok(Some(query))
+        }
     }
 }
 
@@ -170,13 +223,25 @@ pub async fn search(
     tenants: &TenantSet,
     req: &SearchRequest,
 ) -> Result<SearchResult, Error> {
-    let m = matcher(req)?;
+    let query = traceql_query(req)?;
+    let legacy = match &query {
+        None => Some(legacy_matcher(req)?),
+        Some(_) => None,
+    };
+    let ev = query.as_ref().map(Evaluator::new);
+    let (service_names, span_names) = query.as_ref().map(traceql::hints).unwrap_or_default();
+    let m = |tr: &Trace| match (&ev, &legacy) {
+        (Some(ev), _) => traceql_spansets(ev, tr),
+        (None, Some(l)) => l(tr),
+        (None, None) => Vec::new(),
+    };
     let mut out = SearchResult::default();
     let scan = TraceScan {
         tenants: Some(tenants.clone()),
         start_ns: req.start_ns,
         end_ns: req.end_ns,
-        ..Default::default()
+        service_names,
+        span_names,
     };
     let limit = req.limit;
     let stats = source
