@@ -35,19 +35,7 @@ const MIN: i64 = 60 * SEC;
 
 /// Known heimdall gaps vs Loki: (query text exact, what heimdall does vs what Loki does and why).
 /// Skipped by the test; the test reports any that start passing.
-const KNOWN_GAPS: &[(&str, &str)] = &[
-    (
-        r#"{app="worker"} | logfmt --keep-empty"#,
-        "heimdall drops empty values (`user=`, bare key `cached`); Loki keeps them as \
-         `user=\"\"`/`cached=\"\"`: pkg/logql/log/parser.go LogfmtParser.Process only skips \
-         `if !l.keepEmpty && len(val) == 0`; docs: `--keep-empty` retains standalone keys with \
-         empty value",
-    ),
-    (
-        r#"{app="worker"} | logfmt --strict --keep-empty | keep pod, user, cached"#,
-        "same --keep-empty gap: want {pod, user=\"\"} / {pod, cached=\"\"}, heimdall gives {pod}",
-    ),
-];
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 /// Queries exercising Go-template functions in `line_format`/`label_format`.
 const TEMPLATE_QUERIES: &[&str] = &[

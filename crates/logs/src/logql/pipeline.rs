@@ -118,7 +118,7 @@ impl EntryLabels {
         let mut v: Vec<Label> = self
             .labels
             .iter()
-            .filter(|(_, v, _)| !v.is_empty())
+            .filter(|(_, v, o)| !v.is_empty() || *o == Origin::Parsed)
             .map(|(n, v, _)| Label::new(n.clone(), v.clone()))
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
