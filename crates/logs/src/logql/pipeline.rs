@@ -96,6 +96,17 @@ impl EntryLabels {
         }
     }
 
+    /// [`Self::set_extracted`] without copying `name` when it is new.
+    fn set_extracted_owned(&mut self, name: String, value: String) {
+        if name.is_empty() {
+            return;
+        }
+        match self.labels.iter().position(|(n, _, _)| *n == name) {
+            None => self.labels.push((name, value, Origin::Parsed)),
+            Some(_) => self.set_extracted(&name, value),
+        }
+    }
+
     /// Removes `name`.
     pub fn remove(&mut self, name: &str) {
         self.labels.retain(|(n, _, _)| n != name);
@@ -568,18 +579,18 @@ impl Pipeline {
                     }
                 }
                 Step::JsonAll => {
-                    let mut out = Vec::new();
+                    let mut out: Vec<(String, String)> = Vec::new();
                     let r = json::extract_all(&line, &mut |k, v| {
-                        out.push((k.to_string(), v.into_owned()))
+                        // A key repeated in one object: the first value wins (Loki). Objects
+                        // have few keys, so a linear check beats hashing.
+                        if !out.iter().any(|(seen, _)| seen == k) {
+                            out.push((k.to_string(), v.into_owned()))
+                        }
                     });
                     match r {
                         Ok(()) => {
-                            // A key repeated in one object: the first value wins (Loki).
-                            let mut seen = std::collections::HashSet::new();
                             for (k, v) in out {
-                                if seen.insert(k.clone()) {
-                                    labels.set_extracted(&k, v);
-                                }
+                                labels.set_extracted_owned(k, v);
                             }
                         }
                         Err(e) => labels.set_error("JSONParserErr", e.to_string()),

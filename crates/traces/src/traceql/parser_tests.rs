@@ -19,6 +19,7 @@ fn valid_queries_round_trip() {
         "{ }",
         // Found by the fuzzer: a negative literal right of `^` must print parenthesised.
         "{ parent.resFurce.x <= -1 * (.b ^ -2) % 3 } | compare({ status = error }, 5, 1000, 2000)",
+        "{ ----------------------------------duration > 1.5s && !(span.\"a b\" =~ \" b\") }",
         "{ true }",
         "{ false }",
         "{ .foo = \"bar\" }",

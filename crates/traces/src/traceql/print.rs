@@ -171,7 +171,12 @@ impl Display for FieldExpr {
                     UnaryOp::Not => "!",
                     UnaryOp::Neg => "-",
                 })?;
-                let on = matches!(&**expr, FieldExpr::Binary { .. } | FieldExpr::Unary { .. })
+                // Nested unaries print with a space, not parentheses, so that printing never
+                // deepens the nesting past the parser's depth limit.
+                if matches!(&**expr, FieldExpr::Unary { .. }) {
+                    return write!(f, " {expr}");
+                }
+                let on = matches!(&**expr, FieldExpr::Binary { .. })
                     || matches!(&**expr, FieldExpr::Static(s) if is_negative(s));
                 paren(f, on, expr)
             }
