@@ -23,6 +23,9 @@ pub enum Error {
     /// The logs store failed to open or close.
     #[error("logs: {0}")]
     Logs(#[from] logs::Error),
+    /// The trace store failed to open or close.
+    #[error("traces: {0}")]
+    Traces(#[from] traces::Error),
     /// The tenants file is invalid.
     #[error("tenants file {path}: {reason}")]
     TenantsFile {

@@ -25,6 +25,8 @@ pub struct Ops {
     pub store: metrics::tsdb::MetricsStore,
     /// The log store, for gauges.
     pub logs: logs::store::LogStore,
+    /// The trace store, for gauges.
+    pub traces: traces::store::TraceStore,
 }
 
 /// Ops routes (no tenant needed).
@@ -161,6 +163,41 @@ async fn own_metrics(State(o): State<Ops>) -> Response {
         ),
     ] {
         gauge(&mut out, name, help, &log_rows(&f));
+    }
+    let ts = o.traces.stats();
+    let trace_rows =
+        |f: &dyn Fn(&traces::store::TenantTraceStats) -> f64| -> Vec<(Vec<(&str, String)>, f64)> {
+            ts.tenants
+                .iter()
+                .map(|(t, st)| (vec![("tenant", t.to_string())], f(st)))
+                .collect()
+        };
+    type TraceStat = fn(&traces::store::TenantTraceStats) -> f64;
+    let trace_gauges: [(&str, &str, TraceStat); 5] = [
+        ("heimdall_traces_head_traces", "Traces in the head.", |t| {
+            t.head_traces as f64
+        }),
+        ("heimdall_traces_head_spans", "Spans in the head.", |t| {
+            t.head_spans as f64
+        }),
+        (
+            "heimdall_traces_wal_bytes",
+            "Bytes of trace WAL on disk.",
+            |t| t.wal_bytes as f64,
+        ),
+        (
+            "heimdall_traces_blocks",
+            "Trace blocks in the object store.",
+            |t| t.blocks as f64,
+        ),
+        (
+            "heimdall_traces_block_bytes",
+            "Bytes of trace blocks in the object store.",
+            |t| t.block_bytes as f64,
+        ),
+    ];
+    for (name, help, f) in trace_gauges {
+        gauge(&mut out, name, help, &trace_rows(&f));
     }
     (
         [(

@@ -1,4 +1,5 @@
-//! OTLP over gRPC (port 4317): `MetricsService/Export` and `LogsService/Export`. Tenancy comes from the `x-scope-orgid`
+//! OTLP over gRPC (port 4317): `MetricsService/Export`, `LogsService/Export` and
+//! `TraceService/Export`. Tenancy comes from the `x-scope-orgid`
 //! metadata, decided by the same rules as HTTP.
 
 use proto::otlp::tonic::collector::logs::v1::logs_service_server::{
@@ -12,6 +13,12 @@ use proto::otlp::tonic::collector::metrics::v1::metrics_service_server::{
 };
 use proto::otlp::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use proto::otlp::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use proto::otlp::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -127,6 +134,44 @@ impl LogsService for Logs {
 /// The tonic logs service, with gzip accepted and the message size capped.
 pub fn logs_service(l: Logs, max_message: usize) -> LogsServiceServer<Logs> {
     LogsServiceServer::new(l)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(max_message)
+}
+
+/// The gRPC trace receiver.
+pub struct Traces {
+    /// The traces API state.
+    pub api: traces::api::TracesApi,
+    /// Tenancy rules.
+    pub tenancy: Tenancy,
+}
+
+#[tonic::async_trait]
+impl TraceService for Traces {
+    async fn export(
+        &self,
+        req: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let tenant = tenant_of(&self.tenancy, req.metadata())?;
+        let resp = self
+            .api
+            .ingest(&tenant, req.into_inner())
+            .await
+            .map_err(|e| {
+                let msg = format!("{e} (tenant {tenant})");
+                match e.status() {
+                    429 => Status::resource_exhausted(msg),
+                    400 | 413 | 415 => Status::invalid_argument(msg),
+                    _ => Status::internal(msg),
+                }
+            })?;
+        Ok(Response::new(resp))
+    }
+}
+
+/// The tonic trace service, with gzip accepted and the message size capped.
+pub fn traces_service(t: Traces, max_message: usize) -> TraceServiceServer<Traces> {
+    TraceServiceServer::new(t)
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .max_decoding_message_size(max_message)
 }

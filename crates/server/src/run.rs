@@ -15,6 +15,8 @@ use metrics::tsdb::MetricsStore;
 use storage::block::BlockStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use traces::api::TracesApi;
+use traces::store::TraceStore;
 use tracing::{info, warn};
 
 use crate::auth::Tokens;
@@ -31,6 +33,9 @@ pub struct Server {
     /// Logs API state (also used by the gRPC receiver).
     pub logs: LogsApi,
     log_store: LogStore,
+    /// Traces API state (also used by the gRPC receiver).
+    pub traces: TracesApi,
+    trace_store: TraceStore,
     tenancy: Tenancy,
 }
 
@@ -44,7 +49,8 @@ pub async fn build(cfg: Config) -> Result<Server, Error> {
     let overrides = Overrides::new(cfg.limits.clone(), cfg.overrides_file.clone())?;
     let blocks = BlockStore::from_config(&cfg.storage)?;
     let store = MetricsStore::open(&cfg.storage, overrides.clone(), blocks.clone()).await?;
-    let log_store = LogStore::open(&cfg.storage, overrides.clone(), blocks).await?;
+    let log_store = LogStore::open(&cfg.storage, overrides.clone(), blocks.clone()).await?;
+    let trace_store = TraceStore::open(&cfg.storage, overrides.clone(), blocks).await?;
     let tokens = match &cfg.auth.tenants_file {
         Some(p) => Some(Arc::new(Tokens::load(p)?)),
         None => None,
@@ -57,7 +63,17 @@ pub async fn build(cfg: Config) -> Result<Server, Error> {
     let logs = LogsApi::new(
         Arc::new(log_store.clone()),
         Arc::new(log_store.clone()),
+        overrides.clone(),
+    );
+    // Span metrics and service graphs go into the same tenant's metrics.
+    let generator = Arc::new(traces::generator::Generator::new(Arc::new(
+        crate::generator_sink::MetricsSink::start(store.clone()),
+    )));
+    let traces = TracesApi::new(
+        Arc::new(trace_store.clone()),
+        Arc::new(trace_store.clone()),
         overrides,
+        Some(generator),
     );
     let telemetry = Arc::new(Telemetry::default());
 
@@ -76,17 +92,28 @@ pub async fn build(cfg: Config) -> Result<Server, Error> {
                 .route_layer(from_fn_with_state(tenancy.clone(), tenancy::write)),
         )
         .merge(logs::api::public_routes());
+    let tempo_read = traces::api::read_routes(traces.clone())
+        .route_layer(from_fn_with_state(tenancy.clone(), tenancy::read));
+    let tempo = Router::new()
+        .merge(tempo_read)
+        .merge(traces::api::public_routes());
+    let tempo_write = traces::api::write_routes(traces.clone())
+        .route_layer(from_fn_with_state(tenancy.clone(), tenancy::write));
     let ops_state = ops::Ops {
         config_yaml: Arc::new(cfg.redacted_yaml()),
         telemetry: telemetry.clone(),
         store,
         logs: log_store.clone(),
+        traces: trace_store.clone(),
     };
     let router = Router::new()
         .merge(ops::routes(ops_state))
         .nest("/prometheus", prom.clone())
         .merge(prom)
         .merge(loki)
+        .nest("/tempo", tempo.clone())
+        .merge(tempo)
+        .merge(tempo_write)
         .layer(from_fn_with_state(telemetry, telemetry::track));
     Ok(Server {
         cfg,
@@ -94,6 +121,8 @@ pub async fn build(cfg: Config) -> Result<Server, Error> {
         api,
         logs,
         log_store,
+        traces,
+        trace_store,
         tenancy,
     })
 }
@@ -146,6 +175,13 @@ impl Server {
                 },
                 max,
             );
+            let traces_svc = otlp_grpc::traces_service(
+                otlp_grpc::Traces {
+                    api: self.traces.clone(),
+                    tenancy: self.tenancy.clone(),
+                },
+                max,
+            );
             let logs_svc = otlp_grpc::logs_service(
                 otlp_grpc::Logs {
                     api: self.logs.clone(),
@@ -159,6 +195,7 @@ impl Server {
                 let r = tonic::transport::Server::builder()
                     .add_service(svc)
                     .add_service(logs_svc)
+                    .add_service(traces_svc)
                     .serve_with_incoming_shutdown(incoming, async move {
                         let _ = rx.wait_for(|s| *s).await;
                     })
@@ -171,6 +208,7 @@ impl Server {
         let maint = tokio::spawn(maintenance_loop(
             self.api.clone(),
             self.log_store.clone(),
+            self.trace_store.clone(),
             self.cfg.clone(),
             stop_rx.clone(),
         ));
@@ -185,6 +223,7 @@ impl Server {
         let _ = maint.await;
         self.api.store.close().await?;
         self.log_store.close().await?;
+        self.trace_store.close().await?;
         info!("storage closed");
         Ok(())
     }
@@ -218,6 +257,7 @@ async fn serve_http(l: TcpListener, router: Router, mut stop: watch::Receiver<bo
 async fn maintenance_loop(
     api: MetricsApi,
     log_store: LogStore,
+    trace_store: TraceStore,
     cfg: Config,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -244,6 +284,12 @@ async fn maintenance_loop(
             .await
         {
             warn!(error = %e, "logs maintenance failed");
+        }
+        if let Err(e) = trace_store
+            .maintenance(common::time::now_ms() * 1_000_000)
+            .await
+        {
+            warn!(error = %e, "traces maintenance failed");
         }
     }
 }
