@@ -18,8 +18,10 @@ use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 
 mod logs;
 mod query;
+mod traces;
 pub use logs::LogsArgs;
 pub use query::QueryArgs;
+pub use traces::TracesArgs;
 
 /// Benchmarks.
 #[derive(Subcommand)]
@@ -30,6 +32,8 @@ pub enum BenchCmd {
     Query(QueryArgs),
     /// Logs: Loki-push ingest of a realistic corpus, compression, brute-force filter scans.
     Logs(LogsArgs),
+    /// Traces: OTLP ingest, bytes per span, trace-by-id latency, TraceQL search.
+    Traces(TracesArgs),
 }
 
 /// Arguments of `bench ingest`.
@@ -61,6 +65,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Ingest(a) => ingest(a).await,
         BenchCmd::Query(a) => query::run(a).await,
         BenchCmd::Logs(a) => logs::run(a).await,
+        BenchCmd::Traces(a) => traces::run(a).await,
     }
 }
 
@@ -245,7 +250,7 @@ async fn start_heimdall(root: &Path, extra_yaml: &str) -> anyhow::Result<Target>
     std::fs::write(
         &cfg,
         format!(
-            "auth:\n  enabled: false\nlimits:\n  ingestion_rate: 0\n  max_active_series: 0\n  ingestion_rate_mb: 0\nstorage:\n  data_dir: {}\n{extra_yaml}",
+            "auth:\n  enabled: false\nlimits:\n  ingestion_rate: 0\n  max_active_series: 0\n  ingestion_rate_mb: 0\n  ingestion_rate_limit_bytes: 0\n  metrics_generator_processors: []\nstorage:\n  data_dir: {}\n{extra_yaml}",
             data.join("data").display()
         ),
     )?;
