@@ -167,12 +167,26 @@ fn hex_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
 }
 
 fn temporality<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    proto_enum(
+        d,
+        "AGGREGATION_TEMPORALITY_",
+        "aggregation temporality",
+        |s| om::AggregationTemporality::from_str_name(s).map(|t| t as i32),
+    )
+}
+
+/// An OTLP enum written as its integer or (as protojson also accepts) its proto name starting
+/// with `prefix`; `by_name` maps a name to the value.
+fn proto_enum<'de, D: Deserializer<'de>>(
+    d: D,
+    prefix: &str,
+    what: &str,
+    by_name: impl Fn(&str) -> Option<i32>,
+) -> Result<i32, D::Error> {
     match Option::<NumOrStr>::deserialize(d)? {
         None => Ok(0),
-        Some(NumOrStr::S(s)) if s.starts_with("AGGREGATION_TEMPORALITY_") => {
-            om::AggregationTemporality::from_str_name(&s)
-                .map(|t| t as i32)
-                .ok_or_else(|| de::Error::custom(format!("unknown aggregation temporality {s:?}")))
+        Some(NumOrStr::S(s)) if s.starts_with(prefix) => {
+            by_name(&s).ok_or_else(|| de::Error::custom(format!("unknown {what} {s:?}")))
         }
         Some(v) => {
             let v = to_i64(v)?;
@@ -183,51 +197,21 @@ fn temporality<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
 }
 
 fn severity<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
-    match Option::<NumOrStr>::deserialize(d)? {
-        None => Ok(0),
-        Some(NumOrStr::S(s)) if s.starts_with("SEVERITY_NUMBER_") => {
-            ol::SeverityNumber::from_str_name(&s)
-                .map(|t| t as i32)
-                .ok_or_else(|| de::Error::custom(format!("unknown severity number {s:?}")))
-        }
-        Some(v) => {
-            let v = to_i64(v)?;
-            i32::try_from(v)
-                .map_err(|_| de::Error::custom(format!("{v} is out of range for an enum")))
-        }
-    }
+    proto_enum(d, "SEVERITY_NUMBER_", "severity number", |s| {
+        ol::SeverityNumber::from_str_name(s).map(|t| t as i32)
+    })
 }
 
 fn span_kind<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
-    match Option::<NumOrStr>::deserialize(d)? {
-        None => Ok(0),
-        Some(NumOrStr::S(s)) if s.starts_with("SPAN_KIND_") => {
-            ot::span::SpanKind::from_str_name(&s)
-                .map(|t| t as i32)
-                .ok_or_else(|| de::Error::custom(format!("unknown span kind {s:?}")))
-        }
-        Some(v) => {
-            let v = to_i64(v)?;
-            i32::try_from(v)
-                .map_err(|_| de::Error::custom(format!("{v} is out of range for an enum")))
-        }
-    }
+    proto_enum(d, "SPAN_KIND_", "span kind", |s| {
+        ot::span::SpanKind::from_str_name(s).map(|t| t as i32)
+    })
 }
 
 fn status_code<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
-    match Option::<NumOrStr>::deserialize(d)? {
-        None => Ok(0),
-        Some(NumOrStr::S(s)) if s.starts_with("STATUS_CODE_") => {
-            ot::status::StatusCode::from_str_name(&s)
-                .map(|t| t as i32)
-                .ok_or_else(|| de::Error::custom(format!("unknown status code {s:?}")))
-        }
-        Some(v) => {
-            let v = to_i64(v)?;
-            i32::try_from(v)
-                .map_err(|_| de::Error::custom(format!("{v} is out of range for an enum")))
-        }
-    }
+    proto_enum(d, "STATUS_CODE_", "status code", |s| {
+        ot::status::StatusCode::from_str_name(s).map(|t| t as i32)
+    })
 }
 
 fn base64_decode(s: &str) -> Option<Vec<u8>> {

@@ -552,25 +552,7 @@ async fn run_metrics(
 
 /// Series labels as Tempo shows them (`__name__` = the function for ungrouped aggregates).
 fn series_labels(s: &traceql::Series, name: &Option<String>) -> Vec<KeyValue> {
-    let mut out: Vec<KeyValue> = s
-        .labels
-        .iter()
-        .filter_map(|(k, v)| {
-            let value = match v {
-                traceql::ast::Static::Nil => return None,
-                traceql::ast::Static::Str(x) => any_value::Value::StringValue(x.clone()),
-                traceql::ast::Static::Int(i) => any_value::Value::IntValue(*i),
-                traceql::ast::Static::Float(f) => any_value::Value::DoubleValue(*f),
-                traceql::ast::Static::Bool(b) => any_value::Value::BoolValue(*b),
-                other => any_value::Value::StringValue(other.to_string()),
-            };
-            Some(KeyValue {
-                key: k.clone(),
-                value: Some(AnyValue { value: Some(value) }),
-                ..Default::default()
-            })
-        })
-        .collect();
+    let mut out = search::key_values(&s.labels);
     if out.is_empty() {
         if let Some(n) = name {
             out.push(KeyValue {

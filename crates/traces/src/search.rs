@@ -159,7 +159,7 @@ fn legacy_matcher(req: &SearchRequest) -> Result<Matcher, Error> {
 }
 
 /// A TraceQL value as an OTLP attribute value (what search results show).
-fn static_value(v: &Static) -> Option<AnyValue> {
+pub(crate) fn static_value(v: &Static) -> Option<AnyValue> {
     let value = match v {
         Static::Nil => return None,
         Static::Str(s) => any_value::Value::StringValue(s.clone()),
@@ -171,7 +171,7 @@ fn static_value(v: &Static) -> Option<AnyValue> {
     Some(AnyValue { value: Some(value) })
 }
 
-fn key_values(v: &[(String, Static)]) -> Vec<KeyValue> {
+pub(crate) fn key_values(v: &[(String, Static)]) -> Vec<KeyValue> {
     v.iter()
         .filter_map(|(k, v)| {
             static_value(v).map(|value| KeyValue {

@@ -164,6 +164,7 @@ fn mask(a: IpAddr, bits: u8) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logql::test_util::fuzz_inputs;
 
     fn f(p: &str) -> IpFilter {
         IpFilter::parse(p).unwrap()
@@ -244,33 +245,6 @@ mod tests {
         assert!(!f("192.168.4.2").matches_value("192.168.4.20"));
         assert!(f("2001:db8::1-2001:db8::8").matches_value("2001:db8::5"));
         assert!(!f("2001:db8::1-2001:db8::8").matches_value("2001:db8::9"));
-    }
-
-    /// Deterministic pseudo-random inputs built from interesting fragments (no panics allowed).
-    fn fuzz_inputs(fragments: &[&str], n: usize) -> Vec<Vec<u8>> {
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        (0..n)
-            .map(|_| {
-                let mut v = Vec::new();
-                for _ in 0..(next() % 12) {
-                    let r = next();
-                    if r % 7 == 0 {
-                        v.push((r >> 8) as u8);
-                    } else {
-                        v.extend_from_slice(
-                            fragments[(r >> 16) as usize % fragments.len()].as_bytes(),
-                        );
-                    }
-                }
-                v
-            })
-            .collect()
     }
 
     #[test]

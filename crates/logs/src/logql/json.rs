@@ -626,6 +626,7 @@ pub fn unpack(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logql::test_util::fuzz_inputs;
 
     fn all(line: &str) -> (Vec<(String, String)>, Result<(), JsonError>) {
         let mut out = Vec::new();
@@ -846,33 +847,6 @@ mod tests {
         assert!(unpack(b"text", &mut |_, _| {}).is_err());
         assert!(unpack(b"", &mut |_, _| {}).is_err());
         assert!(unpack(br#"{"_entry":"x""#, &mut |_, _| {}).is_err());
-    }
-
-    /// Deterministic pseudo-random inputs built from interesting fragments (no panics allowed).
-    fn fuzz_inputs(fragments: &[&str], n: usize) -> Vec<Vec<u8>> {
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        (0..n)
-            .map(|_| {
-                let mut v = Vec::new();
-                for _ in 0..(next() % 12) {
-                    let r = next();
-                    if r % 7 == 0 {
-                        v.push((r >> 8) as u8);
-                    } else {
-                        v.extend_from_slice(
-                            fragments[(r >> 16) as usize % fragments.len()].as_bytes(),
-                        );
-                    }
-                }
-                v
-            })
-            .collect()
     }
 
     #[test]

@@ -15,4 +15,6 @@ pub mod pattern;
 pub mod pipeline;
 pub mod print;
 pub mod template;
+#[cfg(test)]
+mod test_util;
 pub mod units;
