@@ -43,14 +43,21 @@ pub fn routes(ops: Ops) -> Router {
 
 /// Cuts every tenant's whole head into blocks now (Mimir's `/ingester/flush`); used before moving a node.
 async fn flush(State(o): State<Ops>) -> Response {
-    let r = match o.store.flush_all_to_blocks().await {
-        Ok(()) => o
-            .logs
+    let r = async {
+        o.store
             .flush_all_to_blocks()
             .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+            .map_err(|e| e.to_string())?;
+        o.logs
+            .flush_all_to_blocks()
+            .await
+            .map_err(|e| e.to_string())?;
+        o.traces
+            .flush_all_to_blocks()
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
     match r {
         Ok(()) => (axum::http::StatusCode::NO_CONTENT, "").into_response(),
         Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),

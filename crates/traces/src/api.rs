@@ -118,14 +118,16 @@ impl TracesApi {
                 max_bytes_per_trace: limits.max_bytes_per_trace,
             };
             let spans = f.spans;
-            let r = self.writer.push(tenant, spans.clone(), &pl).await?;
-            rejected += r.rejected;
-            errors.extend(r.errors);
+            // Like Tempo's distributor, the generator sees the batch alongside the write (not
+            // after it), so no copy of the spans is needed.
             if let Some(o) = &self.observer {
                 if !limits.metrics_generator_processors.is_empty() {
                     o.observe(tenant, &spans, &limits.metrics_generator_processors);
                 }
             }
+            let r = self.writer.push(tenant, spans, &pl).await?;
+            rejected += r.rejected;
+            errors.extend(r.errors);
         }
         Ok(ingest::response(rejected, &errors))
     }
