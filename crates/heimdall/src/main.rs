@@ -134,10 +134,11 @@ fn print_up_banner(cfg: &Config, node_agent: &str) {
          \n  OTLP gRPC:                     {}\
          \n  OTLP HTTP:                     http://{http}/v1/metrics  http://{http}/v1/logs\
          \n  Loki API / push:               http://{http}  (push: http://{http}/loki/api/v1/push)\
+         \n  Tempo API / OTLP traces:       http://{http}  (OTLP HTTP: http://{http}/v1/traces)\
          \n  Health / own metrics:          http://{http}/ready  http://{http}/metrics\
          \n  Node agent (this host):        {node_agent}  → node_* series every 15s, this host's log files\
          \n\nGrafana datasource provisioning (save as provisioning/datasources/heimdall.yaml):\n\
-         \napiVersion: 1\ndatasources:\n  - name: heimdall-metrics\n    type: prometheus\n    access: proxy\n    url: http://{http}/prometheus\n    jsonData:\n      httpMethod: POST\n  - name: heimdall-logs\n    type: loki\n    access: proxy\n    url: http://{http}\n",
+         \napiVersion: 1\ndatasources:\n  - name: heimdall-metrics\n    type: prometheus\n    access: proxy\n    url: http://{http}/prometheus\n    jsonData:\n      httpMethod: POST\n  - name: heimdall-logs\n    type: loki\n    access: proxy\n    url: http://{http}\n  - name: heimdall-traces\n    type: tempo\n    access: proxy\n    url: http://{http}\n",
         server::ops::VERSION,
         cfg.storage.data_dir.display(),
         cfg.server.otlp_grpc_listen,
