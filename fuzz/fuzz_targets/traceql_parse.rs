@@ -9,7 +9,16 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(q) = traces::traceql::parse(s) {
             let printed = q.to_string();
             let again = traces::traceql::parse(&printed)
-                .unwrap_or_else(|e| panic!("printed form {printed:?} does not parse: {e}"));
+                .or_else(|e| {
+                    // Printing may add parentheses; at the parser's nesting limit that alone can
+                    // push the printed form over it. Anything else is a printer bug.
+                    if e.to_string().contains("deeply") || e.to_string().contains("too many") {
+                        Err(())
+                    } else {
+                        panic!("printed form {printed:?} does not parse: {e}")
+                    }
+                });
+            let Ok(again) = again else { return };
             assert_eq!(again, q, "round trip through {printed:?}");
         }
     }

@@ -184,10 +184,14 @@ impl Display for FieldExpr {
                 let p = op.precedence();
                 let right_assoc = *op == BinaryOp::Pow;
                 let lp = field_prec(lhs);
+                // A unary operand takes everything binding tighter than comparisons (`-a * b` is
+                // `-(a * b)`), so a unary left of `* / % ^` needs parentheses; left of a
+                // comparison or boolean it does not (and parentheses there would only deepen the
+                // nesting a re-parse counts).
                 let lparen = lp < p
                     || (right_assoc && lp == p)
-                    || matches!(&**lhs, FieldExpr::Unary { .. })
-                    || matches!(&**lhs, FieldExpr::Static(s) if is_negative(s));
+                    || (p >= 5 && matches!(&**lhs, FieldExpr::Unary { .. }))
+                    || (p >= 5 && matches!(&**lhs, FieldExpr::Static(s) if is_negative(s)));
                 let rp = field_prec(rhs);
                 // A negative literal right of `* / % ^` would swallow a following `* / %` when
                 // re-parsed (`-` binds looser than them), so it is parenthesised there.
