@@ -599,30 +599,13 @@ async fn stream_stats(
     start: i64,
     end: i64,
 ) -> Result<Vec<(Labels, crate::model::StreamStats)>, Error> {
-    let (tenant_m, rest): (Vec<Matcher>, Vec<Matcher>) = matchers
-        .iter()
-        .cloned()
-        .partition(|m| m.name == engine::TENANT_LABEL);
-    let ids: Vec<TenantId> = t
-        .tenants()
-        .iter()
-        .filter(|id| tenant_m.iter().all(|m| m.matches(id.as_str())))
-        .cloned()
-        .collect();
-    if ids.is_empty() {
+    let Some((set, rest)) = engine::split_tenants(t, matchers) else {
         return Ok(Vec::new());
-    }
-    let set = TenantSet::from_ids(ids);
+    };
     let federated = t.is_federated();
     let v = api.source.streams(&set, &rest, start, end).await?;
     Ok(v.into_iter()
-        .map(|s| {
-            let mut l = (*s.info.labels).clone();
-            if federated {
-                l.set(engine::TENANT_LABEL, s.info.tenant.as_str());
-            }
-            (l, s)
-        })
+        .map(|s| (engine::stream_labels(&s.info, federated), s))
         .collect())
 }
 

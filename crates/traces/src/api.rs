@@ -468,10 +468,11 @@ async fn search_handler(
             start_ns: start,
             end_ns: end,
         };
-        search::search(api.source.as_ref(), &t, &req).await
+        let found = search::search(api.source.as_ref(), &t, &req).await?;
+        Ok::<_, Error>((found, req.spss))
     };
     match run.await {
-        Ok(r) => axum::Json(search::response_json(&r, started)).into_response(),
+        Ok((r, spss)) => axum::Json(search::response_json(&r, spss, started)).into_response(),
         Err(e) => tempo_error(&e),
     }
 }

@@ -304,9 +304,8 @@ fn spanset_json(tr: &Trace, ss: &MatchedSpanset, spss: usize) -> Value {
     v
 }
 
-/// Tempo's `SearchResponse` JSON.
-pub fn response_json(r: &SearchResult, started: Instant) -> Value {
-    let spss = 3;
+/// Tempo's `SearchResponse` JSON, with at most `spss` spans shown per spanset.
+pub fn response_json(r: &SearchResult, spss: usize, started: Instant) -> Value {
     let traces: Vec<Value> = r
         .traces
         .iter()

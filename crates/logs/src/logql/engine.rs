@@ -114,7 +114,12 @@ pub fn is_log_query(e: &Expr) -> bool {
     matches!(e, Expr::Log(_))
 }
 
-fn selector(tenants: &TenantSet, matchers: &[Matcher]) -> (TenantSet, Vec<Matcher>) {
+/// Splits `__tenant_id__` matchers off a selector and applies them to the tenant set: the
+/// tenants left to read and the matchers for the store; `None` when no tenant matches.
+pub(crate) fn split_tenants(
+    tenants: &TenantSet,
+    matchers: &[Matcher],
+) -> Option<(TenantSet, Vec<Matcher>)> {
     let (tenant_m, rest): (Vec<Matcher>, Vec<Matcher>) = matchers
         .iter()
         .cloned()
@@ -125,20 +130,11 @@ fn selector(tenants: &TenantSet, matchers: &[Matcher]) -> (TenantSet, Vec<Matche
         .filter(|t| tenant_m.iter().all(|m| m.matches(t.as_str())))
         .cloned()
         .collect();
-    let set = if kept.is_empty() {
-        // No tenant left: keep an impossible matcher so the scan finds nothing.
-        return (
-            tenants.clone(),
-            vec![Matcher::equal(TENANT_LABEL, "\u{0}impossible")],
-        );
-    } else {
-        TenantSet::from_ids(kept)
-    };
-    (set, rest)
+    (!kept.is_empty()).then(|| (TenantSet::from_ids(kept), rest))
 }
 
 /// Stream labels as the query sees them (with `__tenant_id__` when federated).
-fn stream_labels(info: &StreamInfo, federated: bool) -> Labels {
+pub(crate) fn stream_labels(info: &StreamInfo, federated: bool) -> Labels {
     let mut l = (*info.labels).clone();
     if federated {
         l.set(TENANT_LABEL, info.tenant.as_str());
@@ -326,7 +322,9 @@ async fn eval_log(
     stats: &mut QueryStats,
 ) -> Result<Vec<StreamResult>, Error> {
     let pipeline = Pipeline::new(&l.stages)?;
-    let (tenants, matchers) = selector(&p.tenants, &l.matchers);
+    let Some((tenants, matchers)) = split_tenants(&p.tenants, &l.matchers) else {
+        return Ok(Vec::new());
+    };
     let federated = p.tenants.is_federated();
     let req = ScanRequest {
         tenants,
@@ -632,7 +630,21 @@ impl Evaluator<'_> {
             )?],
             None => Vec::new(),
         };
-        let (tenants, matchers) = selector(&self.p.tenants, &r.log.matchers);
+        let Some((tenants, matchers)) = split_tenants(&self.p.tenants, &r.log.matchers) else {
+            // No tenant selected: nothing to read, so only absent_over_time has a value.
+            let absent = Arc::new(absent_labels(&r.log.matchers));
+            return Ok(self
+                .steps
+                .iter()
+                .map(|_| {
+                    if op == RangeOp::AbsentOverTime {
+                        vec![(absent.clone(), 1.0)]
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect());
+        };
         let federated = self.p.tenants.is_federated();
         let first = self.steps.first().copied().unwrap_or(self.p.end);
         let last = self.steps.last().copied().unwrap_or(self.p.end);
