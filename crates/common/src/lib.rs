@@ -9,6 +9,7 @@ pub mod error;
 pub mod gofmt;
 pub mod labels;
 pub mod limits;
+pub mod loglevel;
 pub mod params;
 pub mod ratelimit;
 pub mod tenant;

@@ -16,9 +16,11 @@ use clap::Subcommand;
 use prost::Message;
 use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 
+mod agent;
 mod logs;
 mod query;
 mod traces;
+pub use agent::AgentArgs;
 pub use logs::LogsArgs;
 pub use query::QueryArgs;
 pub use traces::TracesArgs;
@@ -34,6 +36,9 @@ pub enum BenchCmd {
     Logs(LogsArgs),
     /// Traces: OTLP ingest, bytes per span, trace-by-id latency, TraceQL search.
     Traces(TracesArgs),
+    /// Node agent: CPU, memory and lag while tailing files at fixed line rates, and CPU per
+    /// host-metrics scrape against prometheus-node-exporter.
+    Agent(AgentArgs),
 }
 
 /// Arguments of `bench ingest`.
@@ -66,6 +71,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Query(a) => query::run(a).await,
         BenchCmd::Logs(a) => logs::run(a).await,
         BenchCmd::Traces(a) => traces::run(a).await,
+        BenchCmd::Agent(a) => agent::run(a).await,
     }
 }
 
@@ -331,6 +337,13 @@ async fn start_victoria(root: &Path) -> anyhow::Result<Target> {
     })
 }
 
+/// True when `bin` is an executable on `PATH` (a peer to compare against).
+fn which(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).exists()))
+        .unwrap_or(false)
+}
+
 /// (utime + stime) seconds and RSS bytes of a process, from /proc.
 fn proc_usage(pid: u32) -> (f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -440,11 +453,6 @@ async fn ingest(a: IngestArgs) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
     let mut results = Vec::new();
-    let which = |b: &str| {
-        std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(b).exists()))
-            .unwrap_or(false)
-    };
     {
         let target = start_heimdall(&root, "").await?;
         results.push(drive(&target, &shards, &a).await?);

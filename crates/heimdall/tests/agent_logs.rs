@@ -147,9 +147,19 @@ fn agent_ships_pod_and_file_logs_per_namespace_tenant() {
         .open(shop.join("0.log"))
         .unwrap();
     writeln!(f, "{} stdout F order 2 placed", at(base + 5_000_000_000)).unwrap();
+    // A JSON line: its level becomes the `level` label, its trace id structured metadata.
+    let json = r#"{"level":"ERROR","msg":"refund failed","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}"#;
+    writeln!(f, "{} stdout F {json}", at(base + 6_000_000_000)).unwrap();
     let n = eventually(Duration::from_secs(20), || {
         let l = lines(&query(&h, r#"{namespace="shop"}"#, "shop"));
-        (l.len() == 3).then_some(l.len())
+        (l.len() == 4).then_some(l.len())
     });
-    assert_eq!(n, Some(3));
+    assert_eq!(n, Some(4));
+    let v = query(
+        &h,
+        r#"{namespace="shop", level="error"} | trace_id="4bf92f3577b34da6a3ce929d0e0e4736""#,
+        "shop",
+    );
+    assert_eq!(lines(&v), [json], "{v}");
+    assert_eq!(v["data"]["result"][0]["stream"]["app"], "cart-7d9f", "{v}");
 }

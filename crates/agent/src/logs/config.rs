@@ -44,6 +44,10 @@ pub struct LogsConfig {
     /// Files found at the first start without a saved position are read from their end instead of
     /// their beginning (files appearing later are always read whole).
     pub tail_from_end: bool,
+    /// JSON and logfmt lines: their level becomes the `level` label (normalised: `trace`,
+    /// `debug`, `info`, `warn`, `error`, `critical`, `fatal`), their `trace_id`/`span_id` become
+    /// structured metadata.
+    pub parse_lines: bool,
     /// Longer lines are truncated to this many bytes.
     pub max_line_bytes: u64,
     /// A batch is sent once its lines reach this many bytes …
@@ -78,6 +82,7 @@ impl Default for LogsConfig {
             node_name: String::new(),
             positions_file: None,
             tail_from_end: false,
+            parse_lines: true,
             max_line_bytes: 256 << 10,
             batch_max_bytes: 1 << 20,
             batch_max_wait: Duration::from_secs(1),

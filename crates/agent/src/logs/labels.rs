@@ -2,8 +2,9 @@
 //!
 //! Pod logs (`/var/log/pods/<namespace>_<pod>_<uid>/<container>/<restart>.log`) get the labels
 //! Grafana's Kubernetes pod-log configs conventionally set — `namespace`, `pod`, `container`,
-//! `job="<namespace>/<container>"` — plus `service_name` (the container; Loki would otherwise
-//! derive it the same way), `node`, and per entry `stream`. Pod UID and restart count stay out of
+//! `job="<namespace>/<container>"`, `app` (the pod name without its controller's hash suffixes) —
+//! plus `service_name` (the container; Loki would otherwise derive it the same way), `node`, and
+//! per entry `stream` (and `level` when the line carries one, see [`super::fields`]). Pod UID and restart count stay out of
 //! the labels: they would start a new stream on every restart. Plain files get `filename`, `host`
 //! and `job` (`varlogs` unless a static label sets it, as Promtail's stock config does).
 
@@ -60,6 +61,10 @@ pub struct Source {
     pub labels: Arc<str>,
     /// Label sets with `stream="stdout"` / `stream="stderr"`.
     pub labels_stream: [Arc<str>; 2],
+    /// The label set without `stream`, for rendering variants (an entry's `level`).
+    pub label_map: Arc<BTreeMap<String, String>>,
+    /// Look for a level, trace id and span id in JSON and logfmt lines.
+    pub parse_lines: bool,
 }
 
 impl Source {
@@ -69,6 +74,44 @@ impl Source {
             None => &self.labels,
             Some(s) => &self.labels_stream[s as usize],
         }
+    }
+
+    /// The label set of an entry of `stream` with `level="<level>"` added (rendered anew; callers
+    /// cache it).
+    pub fn labels_with_level(&self, stream: Option<Stream>, level: &str) -> Arc<str> {
+        let mut l = (*self.label_map).clone();
+        if let Some(s) = stream {
+            l.insert("stream".into(), s.as_str().into());
+        }
+        l.insert("level".into(), level.into());
+        format_labels(&l).into()
+    }
+}
+
+/// The workload name in a pod name: the pod name without the suffixes its controller adds — a
+/// Deployment's `-<pod-template-hash>-<5 chars>`, a DaemonSet's or Job's `-<5 chars>`, a
+/// StatefulSet's `-<ordinal>` — for the `app` label when no Kubernetes metadata is at hand.
+pub fn app_from_pod_name(pod: &str) -> &str {
+    // Generated suffixes use Kubernetes' "safe" alphabet: no vowels, no 0/1/3.
+    let safe = |s: &str| {
+        s.bytes()
+            .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b))
+    };
+    let strip = |name: &str, ok: &dyn Fn(&str) -> bool| -> Option<usize> {
+        let (head, tail) = name.rsplit_once('-')?;
+        (!head.is_empty() && ok(tail)).then_some(head.len())
+    };
+    if let Some(n) = strip(pod, &|t| t.len() == 5 && safe(t)) {
+        let head = &pod[..n];
+        // A ReplicaSet's pod-template hash sits before the random suffix.
+        return match strip(head, &|t| (6..=10).contains(&t.len()) && safe(t)) {
+            Some(m) => &head[..m],
+            None => head,
+        };
+    }
+    match strip(pod, &|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())) {
+        Some(n) => &pod[..n],
+        None => pod,
     }
 }
 
@@ -83,6 +126,8 @@ pub struct LabelRules {
     pub default_tenant: Option<String>,
     /// Pod logs go to their namespace's tenant.
     pub tenant_from_namespace: bool,
+    /// See [`Source::parse_lines`].
+    pub parse_lines: bool,
 }
 
 impl LabelRules {
@@ -93,6 +138,7 @@ impl LabelRules {
         let (format, tenant) = match pod.then(|| parse_pod_log_path(path)).flatten() {
             Some(p) => {
                 labels.insert("namespace".into(), p.namespace.clone());
+                labels.insert("app".into(), app_from_pod_name(&p.pod).into());
                 labels.insert("pod".into(), p.pod);
                 labels.insert("job".into(), format!("{}/{}", p.namespace, p.container));
                 labels.insert("service_name".into(), p.container.clone());
@@ -134,6 +180,8 @@ impl LabelRules {
                 render(Some(Stream::Stdout.as_str())),
                 render(Some(Stream::Stderr.as_str())),
             ],
+            label_map: Arc::new(labels),
+            parse_lines: self.parse_lines,
         }
     }
 }
@@ -192,6 +240,7 @@ mod tests {
             node_name: "n1".into(),
             default_tenant: Some("infra".into()),
             tenant_from_namespace: true,
+            parse_lines: true,
         }
     }
 
@@ -202,11 +251,15 @@ mod tests {
         assert_eq!(s.tenant.as_deref(), Some("shop"));
         assert_eq!(
             &*s.labels,
-            r#"{cluster="c1", container="nginx", job="shop/nginx", namespace="shop", node="n1", pod="web-1", service_name="nginx"}"#
+            r#"{app="web", cluster="c1", container="nginx", job="shop/nginx", namespace="shop", node="n1", pod="web-1", service_name="nginx"}"#
         );
         assert_eq!(
             &**s.labels_for(Some(Stream::Stderr)),
-            r#"{cluster="c1", container="nginx", job="shop/nginx", namespace="shop", node="n1", pod="web-1", service_name="nginx", stream="stderr"}"#
+            r#"{app="web", cluster="c1", container="nginx", job="shop/nginx", namespace="shop", node="n1", pod="web-1", service_name="nginx", stream="stderr"}"#
+        );
+        assert_eq!(
+            &*s.labels_with_level(Some(Stream::Stdout), "warn"),
+            r#"{app="web", cluster="c1", container="nginx", job="shop/nginx", level="warn", namespace="shop", node="n1", pod="web-1", service_name="nginx", stream="stdout"}"#
         );
         let mut r = rules();
         r.tenant_from_namespace = false;
@@ -231,6 +284,24 @@ mod tests {
             &*s.labels,
             r#"{cluster="c1", filename="/var/log/a.log", host="n1", job="system"}"#
         );
+    }
+
+    #[test]
+    fn app_names_from_pod_names() {
+        for (pod, app) in [
+            ("web-7d4b9c8f6-x2x9z", "web"),
+            ("api-gateway-5f6b7c9d8b-qwxzt", "api-gateway"),
+            ("node-agent-k2v4b", "node-agent"),
+            ("db-0", "db"),
+            ("kafka-12", "kafka"),
+            ("web-1", "web"),
+            ("standalone", "standalone"),
+            ("my-app-hello", "my-app-hello"),
+            ("-1", "-1"),
+            ("coredns-aaaaa", "coredns-aaaaa"),
+        ] {
+            assert_eq!(app_from_pod_name(pod), app, "{pod}");
+        }
     }
 
     #[test]

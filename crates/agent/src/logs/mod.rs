@@ -9,6 +9,7 @@
 //! - [`ship`]: batching into per-tenant pushes and the tail → queue → commit loop.
 
 pub mod config;
+pub mod fields;
 pub mod format;
 pub mod labels;
 pub mod positions;
@@ -107,6 +108,7 @@ impl Logs {
                     node_name,
                     default_tenant: cfg.default_tenant(rw),
                     tenant_from_namespace: cfg.tenant_from_namespace,
+                    parse_lines: cfg.parse_lines,
                 },
             },
             positions::load(&positions_file),

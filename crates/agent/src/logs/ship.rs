@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use proto::loki::{EntryAdapter, PushRequest, StreamAdapter, Timestamp};
+use proto::loki::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
 
 use super::format::Entry;
 use super::labels::Source;
@@ -32,12 +32,37 @@ pub struct Batch {
     bytes: usize,
     entries: u64,
     oldest: Option<Instant>,
+    /// Label sets with a `level` added, by (label set, level): rendered once per batch.
+    with_level: std::collections::HashMap<(Arc<str>, &'static str), Arc<str>>,
 }
 
 impl Batch {
-    /// Adds an entry of `src`.
+    /// Adds an entry of `src` (with its line's level, trace and span id lifted out when
+    /// `src.parse_lines`).
     pub fn add(&mut self, src: &Source, e: Entry) {
-        let labels = src.labels_for(e.stream);
+        let mut labels = src.labels_for(e.stream);
+        let mut structured_metadata = Vec::new();
+        let level_labels;
+        if src.parse_lines {
+            let f = super::fields::extract(&e.line);
+            if let Some(level) = f.level {
+                level_labels = self
+                    .with_level
+                    .entry((labels.clone(), level))
+                    .or_insert_with(|| src.labels_with_level(e.stream, level))
+                    .clone();
+                labels = &level_labels;
+            }
+            for (name, value) in [("trace_id", f.trace_id), ("span_id", f.span_id)] {
+                if let Some(value) = value {
+                    self.bytes += name.len() + value.len();
+                    structured_metadata.push(LabelPairAdapter {
+                        name: name.into(),
+                        value,
+                    });
+                }
+            }
+        }
         let by_labels = match self.streams.get_mut(&src.tenant) {
             Some(m) => m,
             None => self.streams.entry(src.tenant.clone()).or_default(),
@@ -55,7 +80,7 @@ impl Batch {
                 nanos: e.ts_ns.rem_euclid(1_000_000_000) as i32,
             }),
             line: e.line,
-            structured_metadata: Vec::new(),
+            structured_metadata,
             parsed: Vec::new(),
         });
     }
@@ -286,6 +311,48 @@ pub(crate) mod tests {
                 ("early".to_string(), 1_000_000_001),
                 ("late".to_string(), 2_500_000_000),
             ]
+        );
+    }
+
+    #[test]
+    fn levels_become_labels_and_ids_structured_metadata() {
+        let rules = LabelRules {
+            node_name: "n".into(),
+            parse_lines: true,
+            ..Default::default()
+        };
+        let pod = rules.source(std::path::Path::new("/p/ns1_a_u/c/0.log"), true);
+        let mut b = Batch::default();
+        for (ts, line) in [
+            (1, r#"{"level":"ERROR","msg":"a","trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331"}"#),
+            (2, "level=warning msg=b"),
+            (3, "no level here"),
+            (4, r#"{"level":"error","msg":"c"}"#),
+        ] {
+            b.add(&pod, Entry { ts_ns: ts, line: line.into(), stream: Some(Stream::Stdout) });
+        }
+        let reqs = b.into_requests().unwrap();
+        let raw = snap::raw::Decoder::new().decompress_vec(&reqs[0].body).unwrap();
+        let push = PushRequest::decode(raw.as_slice()).unwrap();
+        let by_labels: BTreeMap<&str, Vec<(&str, usize)>> = push
+            .streams
+            .iter()
+            .map(|s| {
+                let e = s.entries.iter().map(|e| (&*e.line, e.structured_metadata.len()));
+                (&*s.labels, e.collect())
+            })
+            .collect();
+        let base = r#"{app="a", container="c", job="ns1/c", namespace="ns1", node="n", pod="a", service_name="c", stream="stdout"}"#;
+        let lvl = |l: &str| base.replace("namespace=", &format!("level=\"{l}\", namespace="));
+        assert_eq!(by_labels.len(), 3, "{by_labels:?}");
+        assert_eq!(by_labels[base], [("no level here", 0)]);
+        assert_eq!(by_labels[&*lvl("warn")], [("level=warning msg=b", 0)]);
+        assert_eq!(by_labels[&*lvl("error")].iter().map(|e| e.1).collect::<Vec<_>>(), [2, 0]);
+        let md = &push.streams.iter().find(|s| s.labels == lvl("error")).unwrap().entries[0]
+            .structured_metadata;
+        assert_eq!(
+            md.iter().map(|m| (&*m.name, &*m.value)).collect::<Vec<_>>(),
+            [("trace_id", "0af7651916cd43dd8448eb211c80319c"), ("span_id", "b7ad6b7169203331")]
         );
     }
 }

@@ -343,8 +343,8 @@ async fn ships_pod_logs_and_files_with_labels_tenants_and_retry() {
 
     let mut got = rx.entries();
     got.sort_by(|a, b| (&a.0, &a.2).cmp(&(&b.0, &b.2)));
-    let shop = r#"{cluster="c1", container="nginx", job="shop/nginx", namespace="shop", node="node-1", pod="web-7d9f", service_name="nginx""#;
-    let db = r#"{cluster="c1", container="postgres", job="db/postgres", namespace="db", node="node-1", pod="pg-0", service_name="postgres", stream="stdout"}"#;
+    let shop = r#"{app="web-7d9f", cluster="c1", container="nginx", job="shop/nginx", namespace="shop", node="node-1", pod="web-7d9f", service_name="nginx""#;
+    let db = r#"{app="pg", cluster="c1", container="postgres", job="db/postgres", namespace="db", node="node-1", pod="pg-0", service_name="postgres", stream="stdout"}"#;
     let file = format!(
         r#"{{cluster="c1", filename="{}", host="node-1", job="varlogs"}}"#,
         syslog.display()

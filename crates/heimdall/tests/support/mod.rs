@@ -127,8 +127,10 @@ impl Heimdall {
     }
 
     fn start_with(dir: &Path, config: String) -> Heimdall {
-        let http = free_port();
-        let grpc = free_port();
+        Self::start_on(dir, config, free_port(), free_port())
+    }
+
+    fn start_on(dir: &Path, config: String, http: u16, grpc: u16) -> Heimdall {
         let cfg_path = dir.join("heimdall.yaml");
         std::fs::write(&cfg_path, &config).unwrap();
         let log = dir.join(format!("heimdall-{http}.log"));
@@ -178,6 +180,15 @@ impl Heimdall {
             dir,
             &format!("auth:\n  tenants_file: {}\n", tenants.display()),
         )
+    }
+
+    /// Starts a new process on the same config, data dir and ports (after a kill or stop), so
+    /// clients configured with the old URL reach it again.
+    pub fn restart_same_ports(&mut self) {
+        let port = |u: &str| u.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        let (http, grpc) = (port(&self.url), port(&self.grpc));
+        let new = Self::start_on(&self.dir.clone(), self.config.clone(), http, grpc);
+        *self = new;
     }
 
     /// Starts a new process on the same config and data dir (after a kill or stop).

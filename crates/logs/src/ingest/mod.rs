@@ -352,19 +352,7 @@ fn level_from_keywords(line: &str) -> &'static str {
         .map_or("unknown", |(level, _)| level)
 }
 
-/// Maps a level spelling to Loki's normalised values.
-pub fn normalize_level(v: &str) -> &'static str {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "trace" | "trc" => "trace",
-        "debug" | "dbg" => "debug",
-        "info" | "inf" | "information" | "informational" | "notice" => "info",
-        "warn" | "wrn" | "warning" => "warn",
-        "error" | "err" | "eror" => "error",
-        "critical" | "crit" => "critical",
-        "fatal" | "ftl" | "panic" | "emerg" | "emergency" | "alert" => "fatal",
-        _ => "unknown",
-    }
-}
+pub use common::loglevel::normalize_level;
 
 /// Formats unix ns as RFC 3339 (what Loki prints in validation errors).
 pub fn fmt_ts(ns: i64) -> String {
