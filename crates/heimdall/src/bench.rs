@@ -56,6 +56,9 @@ pub struct IngestArgs {
     /// Concurrent connections; series are sharded over them.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// How sample values are generated.
+    #[arg(long, value_enum, default_value_t = Values::Realistic)]
+    values: Values,
     /// Only benchmark heimdall, even if peers are installed.
     #[arg(long)]
     no_peers: bool,
@@ -152,15 +155,127 @@ fn series_labels(n: usize) -> Vec<Vec<Label>> {
     out
 }
 
-/// Deterministic values: counters grow by small integers, gauges wander with two decimals.
-fn value(series: usize, k: usize, counter: bool) -> f64 {
+/// How `bench ingest` makes sample values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Values {
+    /// Each metric moves the way node_exporter's does at a 15 s interval: CPU seconds in 1/100 s
+    /// ticks (idle ≈ 15 s per step, iowait/steal mostly flat), byte counters in 512/4096 steps
+    /// and often idle, sizes constant, memory in KiB steps, loads with two decimals.
+    Realistic,
+    /// A hash of (series, step) — ≈ 0.70 bytes/sample of entropy, the worst case for any encoder.
+    Random,
+}
+
+/// A deterministic pseudo-random number of (series, step, salt).
+fn mix(series: usize, k: usize, salt: u64) -> u64 {
     let mut x = (series as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (k as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        ^ (k as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9)
+        ^ salt.wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^= x >> 31;
+    x = x.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    x ^ (x >> 29)
+}
+
+/// Random mode: counters grow by small integers, gauges wander with two decimals.
+fn random_value(series: usize, k: usize, counter: bool) -> f64 {
+    let x = mix(series, k, 0);
     if counter {
         (series as f64) * 1000.0 + (k as f64) * 37.0 + (x % 17) as f64
     } else {
         ((series % 1000) as f64) * 1.5 + (x % 1000) as f64 / 100.0
+    }
+}
+
+/// Realistic mode: the value of `series` (its labels `l`) at step `k`, given the previous value.
+fn realistic_value(l: &[Label], series: usize, k: usize, prev: Option<f64>) -> f64 {
+    let name = l
+        .iter()
+        .find(|x| x.name == "__name__")
+        .map_or("", |x| &*x.value);
+    let label = |n: &str| l.iter().find(|x| x.name == n).map_or("", |x| &*x.value);
+    let r = mix(series, k, 1);
+    let start = (mix(series, 0, 2) % 1_000_000) as f64;
+    let busy = r % 100; // percent-like draw for "does this step move"
+                        // Counters: (first value, increment this step).
+    let counter = |first: f64, inc: f64| prev.map_or(first, |p| p + inc);
+    let round = |v: f64, unit: f64| (v / unit).round() * unit;
+    match name {
+        "node_cpu_seconds_total" => {
+            let inc = match label("mode") {
+                "mode0" => 14.0 + (r % 100) as f64 / 100.0,       // idle
+                "mode1" => ((r % 60) as f64) / 100.0,             // user
+                "mode2" => ((r % 25) as f64) / 100.0,             // system
+                "mode3" if busy < 10 => ((r % 5) as f64) / 100.0, // iowait
+                "mode4" if busy < 5 => 0.01,                      // irq
+                "mode5" if busy < 20 => ((r % 3) as f64) / 100.0, // softirq
+                _ => 0.0,                                         // nice, steal
+            };
+            round(counter(round(start / 10.0, 0.01), inc), 0.01)
+        }
+        "node_disk_io_time_seconds_total" => {
+            let inc = if busy < 30 {
+                (r % 200) as f64 / 1000.0
+            } else {
+                0.0
+            };
+            round(counter(start / 100.0, inc), 0.001)
+        }
+        "node_disk_read_bytes_total" => {
+            let inc = if busy < 5 {
+                ((r >> 8) % 64 * 4096) as f64
+            } else {
+                0.0
+            };
+            counter(start * 4096.0, inc)
+        }
+        "node_disk_written_bytes_total" => {
+            let inc = if busy < 60 {
+                ((r >> 8) % 256 * 4096) as f64
+            } else {
+                0.0
+            };
+            counter(start * 4096.0, inc)
+        }
+        "node_network_receive_bytes_total" | "node_network_transmit_bytes_total" => {
+            let inc = if label("device") == "device3" {
+                0.0
+            } else {
+                ((r >> 8) % 50_000) as f64
+            };
+            counter(start * 1000.0, inc)
+        }
+        "node_filesystem_size_bytes" => start * 4096.0 * 16.0,
+        "node_filesystem_avail_bytes" => {
+            let base = prev.unwrap_or(start * 4096.0 * 8.0);
+            if busy < 20 {
+                base - ((r >> 8) % 16 * 4096) as f64
+            } else {
+                base
+            }
+        }
+        "node_memory_MemAvailable_bytes"
+        | "node_memory_MemFree_bytes"
+        | "node_memory_Cached_bytes" => {
+            let base = prev.unwrap_or(start * 4096.0 + 4e9);
+            base + ((r >> 8) % 2048) as f64 * 1024.0 - 1024.0 * 1024.0
+        }
+        "node_load1" | "node_load5" | "node_load15" => {
+            let base = prev.unwrap_or((start % 300.0) / 100.0);
+            round((base + ((r % 21) as f64 - 10.0) / 100.0).max(0.0), 0.01)
+        }
+        "node_context_switches_total" | "node_intr_total" | "node_vmstat_pgfault" => {
+            counter(start * 1000.0, (20_000 + (r >> 8) % 5_000) as f64)
+        }
+        "node_procs_running" => (1 + r % 4) as f64,
+        "node_sockstat_TCP_inuse" | "node_filefd_allocated" => {
+            let base = prev.unwrap_or((start % 2000.0).round());
+            if busy < 10 {
+                base + (r % 3) as f64 - 1.0
+            } else {
+                base
+            }
+        }
+        _ => random_value(series, k, name.ends_with("_total")),
     }
 }
 
@@ -177,6 +292,7 @@ fn build_requests(a: &IngestArgs, now_ms: i64) -> Vec<Vec<Vec<u8>>> {
     let t0 = now_ms - (a.samples as i64) * 15_000;
     let mut shards: Vec<Vec<Vec<u8>>> = vec![Vec::new(); a.connections];
     let mut enc = snap::raw::Encoder::new();
+    let mut last: Vec<Option<f64>> = vec![None; a.series];
     for (shard_no, shard) in shards.iter_mut().enumerate() {
         let ids: Vec<usize> = (shard_no..a.series).step_by(a.connections).collect();
         for k in 0..a.samples {
@@ -184,13 +300,20 @@ fn build_requests(a: &IngestArgs, now_ms: i64) -> Vec<Vec<Vec<u8>>> {
                 let req = WriteRequest {
                     timeseries: chunk
                         .iter()
-                        .map(|&i| TimeSeries {
-                            labels: labels[i].clone(),
-                            samples: vec![Sample {
-                                value: value(i, k, counters[i]),
-                                timestamp: t0 + k as i64 * 15_000,
-                            }],
-                            ..Default::default()
+                        .map(|&i| {
+                            let value = match a.values {
+                                Values::Random => random_value(i, k, counters[i]),
+                                Values::Realistic => realistic_value(&labels[i], i, k, last[i]),
+                            };
+                            last[i] = Some(value);
+                            TimeSeries {
+                                labels: labels[i].clone(),
+                                samples: vec![Sample {
+                                    value,
+                                    timestamp: t0 + k as i64 * 15_000,
+                                }],
+                                ..Default::default()
+                            }
                         })
                         .collect(),
                     ..Default::default()
@@ -433,10 +556,11 @@ async fn drive(t: &Target, shards: &[Vec<Vec<u8>>], a: &IngestArgs) -> anyhow::R
 async fn ingest(a: IngestArgs) -> anyhow::Result<()> {
     let root = tempfile_dir()?;
     println!(
-        "workload: {} series × {} samples = {} samples, {} per request, {} connections",
+        "workload: {} series × {} samples = {} samples ({:?} values), {} per request, {} connections",
         a.series,
         a.samples,
         a.series * a.samples,
+        a.values,
         a.batch,
         a.connections
     );

@@ -148,7 +148,8 @@ fn agent_ships_pod_and_file_logs_per_namespace_tenant() {
         .unwrap();
     writeln!(f, "{} stdout F order 2 placed", at(base + 5_000_000_000)).unwrap();
     // A JSON line: its level becomes the `level` label, its trace id structured metadata.
-    let json = r#"{"level":"ERROR","msg":"refund failed","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}"#;
+    let json =
+        r#"{"level":"ERROR","msg":"refund failed","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}"#;
     writeln!(f, "{} stdout F {json}", at(base + 6_000_000_000)).unwrap();
     let n = eventually(Duration::from_secs(20), || {
         let l = lines(&query(&h, r#"{namespace="shop"}"#, "shop"));

@@ -143,7 +143,11 @@ fn write_lines(files: &[PathBuf], rate: u64, line_bytes: usize, stop: Arc<Atomic
         while (n as f64) < due {
             line.clear();
             use std::fmt::Write as _;
-            let _ = write!(line, "t={} seq={n} level=info msg=\"request served\" ", now_ns());
+            let _ = write!(
+                line,
+                "t={} seq={n} level=info msg=\"request served\" ",
+                now_ns()
+            );
             while line.len() < line_bytes {
                 line.push('x');
             }
