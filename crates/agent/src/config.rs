@@ -8,6 +8,7 @@ use common::config::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use crate::logs::LogsConfig;
+pub use crate::scrape::ScrapeConfig;
 use crate::Error;
 
 /// The agent's configuration.
@@ -26,6 +27,8 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// Log tailing (pod logs and files) shipped to a Loki push endpoint; off by default.
     pub logs: LogsConfig,
+    /// Prometheus-style scraping of exporters (`scrape_configs`), forwarded with remote_write.
+    pub scrape: ScrapeConfig,
 }
 
 impl Default for AgentConfig {
@@ -37,6 +40,7 @@ impl Default for AgentConfig {
             remote_write: None,
             data_dir: PathBuf::from("./heimdall-agent-data"),
             logs: LogsConfig::default(),
+            scrape: ScrapeConfig::default(),
         }
     }
 }
@@ -72,6 +76,13 @@ impl AgentConfig {
             rw.validate()?;
         }
         self.logs.validate(self.remote_write.as_ref())?;
+        self.scrape.validate(self.scrape_interval)?;
+        if !self.scrape.scrape_configs.is_empty() && self.remote_write.is_none() {
+            return Err(Error::Config(
+                "scrape.scrape_configs needs remote_write: scraped samples are only forwarded"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -229,6 +240,14 @@ mod tests {
         let example = AgentConfig::load(&path).unwrap();
         let rw = example.remote_write.clone().unwrap();
         // The example shows the defaults, apart from the lines marked "example".
+        let job = &example.scrape.scrape_configs[0];
+        let want_job = crate::ScrapeJobConfig {
+            job_name: job.job_name.clone(),
+            scrape_interval: job.scrape_interval,
+            static_configs: job.static_configs.clone(),
+            metric_relabel_configs: job.metric_relabel_configs.clone(),
+            ..Default::default()
+        };
         let want = AgentConfig {
             remote_write: Some(RemoteWriteConfig {
                 url: rw.url.clone(),
@@ -236,14 +255,32 @@ mod tests {
                 external_labels: rw.external_labels.clone(),
                 ..Default::default()
             }),
+            scrape: ScrapeConfig {
+                scrape_configs: vec![want_job],
+                ..Default::default()
+            },
             ..Default::default()
         };
         assert_eq!(example, want);
-        // And it names every field.
+        // And it names every field (of the example job too).
         let text: serde_yaml::Value =
             serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let all = serde_yaml::to_value(&want).unwrap();
-        let missing = missing_keys(&text, &all, "");
+        let mut missing = missing_keys(&text, &all, "");
+        missing.extend(missing_keys(
+            &text["scrape"]["scrape_configs"][0],
+            &all["scrape"]["scrape_configs"][0],
+            ".scrape.scrape_configs[0]",
+        ));
+        missing.extend(
+            missing_keys(
+                &text["scrape"]["scrape_configs"][0]["metric_relabel_configs"][0],
+                &all["scrape"]["scrape_configs"][0]["metric_relabel_configs"][0],
+                "",
+            )
+            .into_iter()
+            .filter(|k| k == ".action" || k == ".regex" || k == ".source_labels"),
+        );
         assert!(missing.is_empty(), "agent.example.yaml lacks {missing:?}");
     }
 
@@ -274,5 +311,18 @@ mod tests {
             "no url"
         );
         assert!(AgentConfig::from_yaml("logs:\n  enable: true\n").is_err());
+        // Scrape jobs need somewhere to send their samples.
+        let job = "scrape:\n  scrape_configs:\n    - job_name: a\n      static_configs: [{targets: ['h:1']}]\n";
+        let e = AgentConfig::from_yaml(job).unwrap_err().to_string();
+        assert!(e.contains("needs remote_write"), "{e}");
+        let cfg = AgentConfig::from_yaml(&format!(
+            "remote_write:\n  url: http://h/api/v1/write\n{job}"
+        ))
+        .unwrap();
+        assert_eq!(cfg.scrape.scrape_configs[0].static_targets().len(), 1);
+        assert!(AgentConfig::from_yaml(
+            "scrape:\n  scrape_configs:\n    - job_name: a\n      scrape_timeout: 1m\n"
+        )
+        .is_err());
     }
 }

@@ -35,6 +35,10 @@ pub enum Error {
     /// Sending to the remote_write endpoint failed.
     #[error("remote_write: {0}")]
     Send(String),
+
+    /// A scrape failed: the target did not answer, or its exposition could not be parsed.
+    #[error("scrape: {0}")]
+    Scrape(String),
 }
 
 impl Error {

@@ -627,6 +627,30 @@ impl RemoteWriteForwarder {
             .await
     }
 
+    /// Durably buffers several requests as one batch (all or none), each sent with its own tenant
+    /// (`None`: the configured `tenant`); returns once they are in the WAL. Empty requests are
+    /// skipped.
+    pub async fn enqueue_tenants(
+        &self,
+        reqs: Vec<(Option<String>, WriteRequest)>,
+    ) -> Result<(), Error> {
+        let mut out = Vec::with_capacity(reqs.len());
+        for (tenant, req) in reqs {
+            if req.timeseries.is_empty() && req.metadata.is_empty() {
+                continue;
+            }
+            let body = snap::raw::Encoder::new()
+                .compress_vec(&req.encode_to_vec())
+                .map_err(|e| Error::Send(format!("snappy: {e}")))?;
+            out.push(Request {
+                tenant,
+                body,
+                items: req.timeseries.iter().map(|t| t.samples.len() as u64).sum(),
+            });
+        }
+        self.fwd.enqueue(out).await
+    }
+
     /// Batches buffered and not yet acknowledged.
     pub fn pending(&self) -> usize {
         self.fwd.pending()
@@ -800,6 +824,36 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(segs, 1, "only the active segment remains");
+    }
+
+    #[tokio::test]
+    async fn per_tenant_requests_carry_their_tenant() {
+        let rx = Receiver::default();
+        let url = start(rx.clone()).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let fwd = RemoteWriteForwarder::open(cfg(&url), tmp.path()).unwrap();
+        let task = tokio::spawn(fwd.clone().run());
+        fwd.enqueue_tenants(vec![
+            (Some("team-a".into()), req(1.0)),
+            (None, req(2.0)),
+            (Some("empty".into()), WriteRequest::default()),
+        ])
+        .await
+        .unwrap();
+        wait(|| fwd.pending() == 0).await;
+        task.abort();
+        let got: Vec<(f64, Option<String>)> = rx
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(r, t, _)| (r.timeseries[0].samples[0].value, t.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(1.0, Some("team-a".into())), (2.0, Some("t1".into()))],
+            "own tenant, then the default; empty requests are skipped"
+        );
     }
 
     #[tokio::test]

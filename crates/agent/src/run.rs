@@ -1,5 +1,5 @@
-//! Running the agent: the collection loop that feeds the forwarder, log tailing, and the HTTP
-//! endpoints (`/metrics` with fresh node metrics and the agent's own counters, `/ready`).
+//! Running the agent: the collection loop that feeds the forwarder, scrape jobs, log tailing, and
+//! the HTTP endpoints (`/metrics` with fresh node metrics and the agent's own counters, `/ready`).
 
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use crate::exposition::CONTENT_TYPE;
 use crate::forward::to_write_request;
 use crate::logs::Logs;
 use crate::node::uname::hostname;
+use crate::scrape::Scraper;
 use crate::{AgentConfig, Error, LogsConfig, NodeCollector, RemoteWriteForwarder};
 
 /// A started agent: its background tasks stop when this is dropped.
@@ -19,6 +20,8 @@ pub struct Agent {
     collector: Arc<NodeCollector>,
     forwarder: Option<RemoteWriteForwarder>,
     logs: Option<Logs>,
+    /// Scrape jobs; present whenever `remote_write` is set (jobs may be added later).
+    scraper: Option<Scraper>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -32,8 +35,8 @@ impl Drop for Agent {
 
 impl Agent {
     /// Opens the forwarding buffers and starts collecting every `scrape_interval` (and forwarding,
-    /// when `remote_write` is set) and tailing logs (when `logs.enabled`). Must be called inside a
-    /// tokio runtime.
+    /// when `remote_write` is set), the scrape jobs of `scrape.scrape_configs` and tailing logs
+    /// (when `logs.enabled`). Must be called inside a tokio runtime.
     pub fn start(cfg: &AgentConfig) -> Result<Self, Error> {
         cfg.validate()?;
         let collector = Arc::new(NodeCollector::new(cfg.node.clone())?);
@@ -75,6 +78,16 @@ impl Agent {
                 Some(fwd)
             }
         };
+        let scraper = match (&forwarder, &cfg.remote_write) {
+            (Some(fwd), Some(rw)) => {
+                let mut s = Scraper::start(&cfg.scrape, fwd.clone(), rw, cfg.scrape_interval);
+                for job in &cfg.scrape.scrape_configs {
+                    s.start_static_job(job.clone())?;
+                }
+                Some(s)
+            }
+            _ => None,
+        };
         let logs = match Logs::start(&cfg.logs, cfg.remote_write.as_ref(), &cfg.data_dir)? {
             Some((logs, t)) => {
                 tasks.extend(t);
@@ -86,8 +99,15 @@ impl Agent {
             collector,
             forwarder,
             logs,
+            scraper,
             tasks,
         })
+    }
+
+    /// The scrape jobs, to start more (e.g. with discovered targets); `None` without
+    /// `remote_write`.
+    pub fn scraper(&mut self) -> Option<&mut Scraper> {
+        self.scraper.as_mut()
     }
 
     /// The HTTP routes: `/metrics` and `/ready`.
@@ -95,6 +115,7 @@ impl Agent {
         let collector = self.collector.clone();
         let forwarder = self.forwarder.clone();
         let logs = self.logs.clone();
+        let scrape = self.scraper.as_ref().map(Scraper::metrics);
         Router::new()
             .route(
                 "/metrics",
@@ -102,6 +123,7 @@ impl Agent {
                     let c = collector.clone();
                     let f = forwarder.clone();
                     let l = logs.clone();
+                    let s = scrape.clone();
                     async move {
                         let fams = tokio::task::spawn_blocking(move || {
                             let mut fams = c.collect();
@@ -110,6 +132,9 @@ impl Agent {
                             }
                             if let Some(l) = l {
                                 l.add_metrics(&mut fams);
+                            }
+                            if let Some(s) = s {
+                                s.add_metrics(&mut fams);
                             }
                             fams
                         })
@@ -147,7 +172,7 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| Error::Config(format!("listen on {}: {e}", cfg.listen)))?;
-    tracing::info!(listen = %cfg.listen, remote_write = ?cfg.remote_write.as_ref().map(|r| &r.url), logs = cfg.logs.enabled, "agent started");
+    tracing::info!(listen = %cfg.listen, remote_write = ?cfg.remote_write.as_ref().map(|r| &r.url), logs = cfg.logs.enabled, scrape_jobs = cfg.scrape.scrape_configs.len(), "agent started");
     agent.serve(listener, shutdown).await
 }
 
