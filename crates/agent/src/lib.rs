@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod exposition;
 pub mod forward;
+pub mod kube;
 pub mod logs;
 pub mod node;
 pub mod run;
