@@ -512,23 +512,25 @@ pub fn parse_go_duration(s: &str) -> Result<u64, Error> {
 // ---------------------------------------------------------------------------------------------
 // TraceQL metrics.
 
-/// Runs a TraceQL metrics query over `[start, end)` with `step`.
+/// Runs a TraceQL metrics query over `[start, end)` with `step`, collecting up to `exemplars`
+/// exemplars.
 async fn run_metrics(
     api: &TracesApi,
     t: &TenantSet,
-    q: &str,
-    start: u64,
-    end: u64,
-    step: u64,
+    query: &traceql::Query,
+    window: (u64, u64, u64),
+    exemplars: usize,
 ) -> Result<(traceql::MetricsResult, Option<String>), Error> {
-    let query = traceql::parse(q)?;
+    let (start, end, step) = window;
     if query.metrics.is_none() {
         return Err(bad(
             "not a metrics query: end the query with a metrics function such as | rate()",
         ));
     }
-    let (service_names, span_names) = traceql::hints(&query);
-    let mut ev = traceql::MetricsEvaluator::new(&query, start, end, step)?;
+    // compare() looks at every span of the outer query, so the store may not skip by hints
+    // taken from its filter; the outer pipeline's hints still hold.
+    let (service_names, span_names) = traceql::hints(query);
+    let mut ev = traceql::MetricsEvaluator::new(query, start, end, step)?.with_exemplars(exemplars);
     let req = TraceScan {
         tenants: Some(t.clone()),
         start_ns: start,
@@ -542,20 +544,62 @@ async fn run_metrics(
             ControlFlow::Continue(())
         })
         .await?;
-    let name = query.metrics.as_ref().map(|m| {
-        m.to_string()
-            .split('(')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string()
-    });
+    let name = query.metrics.as_ref().map(|m| m.func.name().to_string());
     Ok((ev.finish(&query.second_stage), name))
+}
+
+/// The exemplar limit of a query range request, as Tempo's frontend settles it: a
+/// `with(exemplars=N)` hint wins, `with(exemplars=false)` turns them off, otherwise the
+/// `exemplars` parameter, defaulting to (and capped at) [`traceql::metrics::DEFAULT_EXEMPLARS`].
+fn exemplar_limit(query: &traceql::Query, p: &Params) -> Result<usize, Error> {
+    let max = traceql::metrics::DEFAULT_EXEMPLARS;
+    let hint = query.hints.iter().rev().find(|h| h.name == "exemplars");
+    let n = match hint.map(|h| &h.value) {
+        Some(traceql::ast::Static::Int(n)) => (*n).max(0) as usize,
+        Some(traceql::ast::Static::Bool(false)) => 0,
+        Some(traceql::ast::Static::Bool(true)) => max,
+        Some(other) => {
+            return Err(bad(format!(
+                "invalid exemplars hint {other}: want an integer or a boolean"
+            )))
+        }
+        None => match p.usize("exemplars", 0)? {
+            0 => max,
+            n => n,
+        },
+    };
+    Ok(n.min(max))
+}
+
+/// A metrics label value as Tempo writes it: strings, numbers and booleans typed, nil as the
+/// string `nil`, durations, statuses and kinds as their TraceQL spelling.
+fn metric_label_value(v: &traceql::ast::Static) -> AnyValue {
+    use traceql::ast::Static;
+    let value = match v {
+        Static::Nil => any_value::Value::StringValue("nil".into()),
+        Static::Str(s) => any_value::Value::StringValue(s.clone()),
+        Static::Int(i) => any_value::Value::IntValue(*i),
+        Static::Float(f) => any_value::Value::DoubleValue(*f),
+        Static::Bool(b) => any_value::Value::BoolValue(*b),
+        other => any_value::Value::StringValue(other.to_string()),
+    };
+    AnyValue { value: Some(value) }
+}
+
+fn metric_labels(labels: &[(String, traceql::ast::Static)]) -> Vec<KeyValue> {
+    labels
+        .iter()
+        .map(|(k, v)| KeyValue {
+            key: k.clone(),
+            value: Some(metric_label_value(v)),
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// Series labels as Tempo shows them (`__name__` = the function for ungrouped aggregates).
 fn series_labels(s: &traceql::Series, name: &Option<String>) -> Vec<KeyValue> {
-    let mut out = search::key_values(&s.labels);
+    let mut out = metric_labels(&s.labels);
     if out.is_empty() {
         if let Some(n) = name {
             out.push(KeyValue {
@@ -568,6 +612,19 @@ fn series_labels(s: &traceql::Series, name: &Option<String>) -> Vec<KeyValue> {
         }
     }
     out
+}
+
+/// A float as protobuf JSON writes it (`NaN`, `Infinity` as strings).
+fn json_f64(v: f64) -> serde_json::Value {
+    if v.is_finite() {
+        json!(v)
+    } else if v.is_nan() {
+        json!("NaN")
+    } else if v > 0.0 {
+        json!("Infinity")
+    } else {
+        json!("-Infinity")
+    }
 }
 
 fn metrics_window(p: &Params) -> Result<(u64, u64), Error> {
@@ -602,15 +659,27 @@ async fn metrics_range(
             None => ((end - start) / 100).max(1_000_000_000),
         }
         .max(1);
-        let (r, name) = run_metrics(&api, &t, &query, start, end, step).await?;
+        let parsed = traceql::parse(&query)?;
+        let exemplars = exemplar_limit(&parsed, &p)?;
+        let (r, name) = run_metrics(&api, &t, &parsed, (start, end, step), exemplars).await?;
         Ok::<_, Error>(json!({
-            "series": r.series.iter().map(|s| json!({
-                "labels": tempo_json::key_values(&series_labels(s, &name)),
-                "samples": s.samples.iter().enumerate().filter_map(|(i, v)| v.map(|v| json!({
-                    "timestampMs": ((r.start_ns + i as u64 * r.step_ns) / 1_000_000).to_string(),
-                    "value": v,
-                }))).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
+            "series": r.series.iter().map(|s| {
+                let mut v = json!({
+                    "labels": tempo_json::key_values(&series_labels(s, &name)),
+                    "samples": s.samples.iter().enumerate().filter_map(|(i, v)| v.map(|v| json!({
+                        "timestampMs": ((r.start_ns + i as u64 * r.step_ns) / 1_000_000).to_string(),
+                        "value": json_f64(v),
+                    }))).collect::<Vec<_>>(),
+                });
+                if !s.exemplars.is_empty() {
+                    v["exemplars"] = s.exemplars.iter().map(|e| json!({
+                        "labels": tempo_json::key_values(&metric_labels(&e.labels)),
+                        "value": json_f64(e.value),
+                        "timestampMs": e.timestamp_ms.to_string(),
+                    })).collect();
+                }
+                v
+            }).collect::<Vec<_>>(),
             "metrics": {"inspectedBytes": "0"},
             "status": "COMPLETE",
         }))
@@ -630,7 +699,8 @@ async fn metrics_instant(
     let run = async {
         let query = p.get("q").ok_or_else(|| bad("q is required"))?.to_string();
         let (start, end) = metrics_window(&p)?;
-        let (r, name) = run_metrics(&api, &t, &query, start, end, end - start).await?;
+        let parsed = traceql::parse(&query)?;
+        let (r, name) = run_metrics(&api, &t, &parsed, (start, end, end - start), 0).await?;
         Ok::<_, Error>(json!({
             "series": r.series.iter().filter_map(|s| {
                 let v: Vec<f64> = s.samples.iter().flatten().copied().collect();
@@ -932,5 +1002,140 @@ mod tests {
         assert_eq!(parse_go_duration("1.5s").unwrap(), 1_500_000_000);
         assert_eq!(parse_go_duration("1h2m").unwrap(), 3_720_000_000_000);
         assert!(parse_go_duration("5x").is_err());
+    }
+
+    /// An in-memory store over the TraceQL golden corpus.
+    struct Mem(Vec<Trace>);
+
+    #[async_trait::async_trait]
+    impl TraceSource for Mem {
+        async fn trace_by_id(
+            &self,
+            _: &TenantSet,
+            id: TraceId,
+            _: u64,
+            _: u64,
+        ) -> Result<Option<Trace>, Error> {
+            Ok(self.0.iter().find(|t| t.trace_id == id).cloned())
+        }
+        async fn scan(
+            &self,
+            _: &TraceScan,
+            sink: &mut (dyn for<'a, 'b> FnMut(&'a TenantId, &'b Trace) -> ControlFlow<()> + Send),
+        ) -> Result<crate::model::ScanStats, Error> {
+            let t = TenantId::new("t").unwrap();
+            for tr in &self.0 {
+                if sink(&t, tr).is_break() {
+                    break;
+                }
+            }
+            Ok(Default::default())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl TraceWriter for Mem {
+        async fn push(
+            &self,
+            _: &TenantId,
+            _: Vec<Span>,
+            _: &PushLimits,
+        ) -> Result<crate::model::PushResult, Error> {
+            Ok(Default::default())
+        }
+    }
+
+    async fn query_range(q: &str, extra: &str) -> serde_json::Value {
+        let mem = Arc::new(Mem(crate::traceql::golden_tests::corpus()));
+        let api = TracesApi::new(
+            mem.clone(),
+            mem,
+            Overrides::new(Default::default(), None).unwrap(),
+            None,
+        );
+        let base = crate::traceql::golden_tests::BASE / 1_000_000_000;
+        let raw = format!(
+            "q={}&start={}&end={}&step=10s{extra}",
+            q.replace(' ', "%20")
+                .replace('{', "%7B")
+                .replace('}', "%7D")
+                .replace('|', "%7C")
+                .replace('=', "%3D")
+                .replace('(', "%28")
+                .replace(')', "%29")
+                .replace(',', "%2C"),
+            base,
+            base + 60
+        );
+        let t = TenantSet::single(TenantId::new("t").unwrap());
+        let resp = metrics_range(Extension(t), State(api), RawQuery(Some(raw))).await;
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn query_range_exemplars_and_compare() {
+        // Exemplars by default (one per trace, all seven traces), in Tempo's JSON shape.
+        let v = query_range("{ } | count_over_time()", "").await;
+        let s = &v["series"][0];
+        assert_eq!(s["labels"][0]["key"], "__name__");
+        let ex = s["exemplars"].as_array().unwrap();
+        assert_eq!(ex.len(), 7, "{s}");
+        assert_eq!(ex[0]["labels"][0]["key"], "trace:id");
+        assert_eq!(
+            ex[0]["labels"][0]["value"]["stringValue"],
+            "f0000000000000000000000000000001"
+        );
+        assert_eq!(ex[0]["labels"][1]["key"], "span:id");
+        assert!(ex[0]["timestampMs"].is_string());
+        assert_eq!(ex[0]["value"], s["samples"][0]["value"]);
+        // `with(exemplars=…)` and the parameter.
+        let v = query_range("{ } | count_over_time() with(exemplars=2)", "").await;
+        assert_eq!(v["series"][0]["exemplars"].as_array().unwrap().len(), 2);
+        let v = query_range("{ } | count_over_time() with(exemplars=false)", "").await;
+        assert!(v["series"][0].get("exemplars").is_none());
+        // 6 exemplars: three 20s buckets of two; the third trace (10s) finds bucket 0 full.
+        let v = query_range("{ } | count_over_time()", "&exemplars=6").await;
+        assert_eq!(v["series"][0]["exemplars"].as_array().unwrap().len(), 5);
+        // Nil group labels are written as "nil".
+        let v = query_range("{ } | count_over_time() by (resource.service.name)", "").await;
+        assert!(v["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["labels"][0]["value"]["stringValue"] == "nil"));
+
+        // compare(): `__meta_type` first, then the attribute; totals carry "nil".
+        let v = query_range("{ } | compare({ status = error })", "").await;
+        let series = v["series"].as_array().unwrap();
+        let find = |meta: &str, key: &str| {
+            series
+                .iter()
+                .filter(|s| {
+                    s["labels"][0]["key"] == "__meta_type"
+                        && s["labels"][0]["value"]["stringValue"] == meta
+                        && s["labels"][1]["key"] == key
+                })
+                .collect::<Vec<_>>()
+        };
+        let totals = find("selection_total", "status");
+        assert_eq!(totals.len(), 1);
+        assert_eq!(totals[0]["labels"][1]["value"]["stringValue"], "nil");
+        let sel = find("selection", "status");
+        assert_eq!(sel.len(), 1);
+        assert_eq!(sel[0]["labels"][1]["value"]["stringValue"], "error");
+        let total: f64 = sel[0]["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["value"].as_f64().unwrap())
+            .sum();
+        assert_eq!(total, 6.0);
+        assert_eq!(find("baseline", "status").len(), 2); // ok and unset
+        assert!(!find("baseline", "resource.service.name").is_empty());
     }
 }

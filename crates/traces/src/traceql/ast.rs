@@ -119,6 +119,15 @@ impl SpansetOp {
         }
     }
 
+    /// Whether this is a negated structural operator (`!>`, `!>>`, `!<`, `!<<`, `!~`).
+    pub fn is_negated(self) -> bool {
+        use SpansetOp::*;
+        matches!(
+            self,
+            NotChild | NotParent | NotDescendant | NotAncestor | NotSibling
+        )
+    }
+
     /// Binding strength: `&&`/`||` (1, same level, left-associative as in Tempo's grammar) bind
     /// looser than the structural operators (2).
     pub fn precedence(self) -> u8 {
@@ -490,11 +499,18 @@ pub enum Intrinsic {
     InstrumentationName,
     /// `instrumentation:version`
     InstrumentationVersion,
+    /// `nestedSetLeft`: the span's left bound in the trace's nested-set numbering (0 when the span
+    /// is not connected to a root).
+    NestedSetLeft,
+    /// `nestedSetRight`: the span's right bound (0 when not connected to a root).
+    NestedSetRight,
+    /// `nestedSetParent`: the parent's left bound; -1 for a root, 0 when not connected.
+    NestedSetParent,
 }
 
 impl Intrinsic {
     /// Every intrinsic.
-    pub const ALL: [Intrinsic; 18] = [
+    pub const ALL: [Intrinsic; 21] = [
         Intrinsic::Name,
         Intrinsic::Status,
         Intrinsic::StatusMessage,
@@ -513,6 +529,9 @@ impl Intrinsic {
         Intrinsic::LinkTraceId,
         Intrinsic::InstrumentationName,
         Intrinsic::InstrumentationVersion,
+        Intrinsic::NestedSetLeft,
+        Intrinsic::NestedSetRight,
+        Intrinsic::NestedSetParent,
     ];
 
     /// The unscoped spelling, if there is one.
@@ -528,11 +547,15 @@ impl Intrinsic {
             RootName => "rootName",
             RootServiceName => "rootServiceName",
             TraceDuration => "traceDuration",
+            NestedSetLeft => "nestedSetLeft",
+            NestedSetRight => "nestedSetRight",
+            NestedSetParent => "nestedSetParent",
             _ => return None,
         })
     }
 
-    /// The scoped spelling (`span:name`).
+    /// The scoped spelling (`span:name`; the plain name for the nested-set intrinsics, which
+    /// have none).
     pub fn scoped_name(self) -> &'static str {
         use Intrinsic::*;
         match self {
@@ -554,6 +577,10 @@ impl Intrinsic {
             LinkTraceId => "link:traceID",
             InstrumentationName => "instrumentation:name",
             InstrumentationVersion => "instrumentation:version",
+            // No scoped spelling: the unscoped one.
+            NestedSetLeft => "nestedSetLeft",
+            NestedSetRight => "nestedSetRight",
+            NestedSetParent => "nestedSetParent",
         }
     }
 

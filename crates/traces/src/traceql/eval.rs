@@ -1,15 +1,19 @@
 //! The TraceQL search evaluator over one in-memory [`Trace`].
 //!
-//! Semantics (Tempo's):
-//! - a filter `{ … }` is evaluated per span; all conditions must hold on the same span;
+//! Semantics (Tempo's; the golden corpus in `golden_tests.rs` pins them):
+//! - a filter `{ … }` is evaluated per span; all conditions must hold on the same span; `&&` and
+//!   `||` share one precedence level, left-associative;
 //! - `.attr` reads the span attribute, else the resource attribute; missing values make every
 //!   comparison false except `= nil` (true) and `!= nil` (false); type-mismatched comparisons are
-//!   false; ints and floats compare numerically (durations as ns); arrays, events and links are
-//!   multi-valued and a comparison holds when it holds for any value; regexes are fully anchored;
+//!   false; ints and floats compare numerically (durations as ns); regexes are fully anchored;
+//! - arrays: a comparison holds when it holds for any element, except `!=` and `!~`, which must
+//!   hold for every element ("not in"); events and links are separate values and a comparison
+//!   holds when it holds for any of them;
 //! - `A && B` keeps both sides when both matched; `A || B` is the union; structural operators
-//!   relate spans through their parent span ids (`>` children, `<` parents, `>>` descendants,
-//!   `<<` ancestors, `~` siblings; negated `!…` keep right-hand spans without the relation;
-//!   union `&…` keep both sides of it);
+//!   relate spans through Tempo's nested-set numbering of the span tree (see `Ctx`): `>`
+//!   children, `<` parents, `>>` descendants, `<<` ancestors, `~` siblings of left-hand spans;
+//!   negated `!…` keep right-hand spans without the relation and need only the right side
+//!   (an empty left side keeps all of it); union `&…` keep both sides of the relation;
 //! - pipeline stages run left to right over spansets: `by` regroups, `select` attaches values to
 //!   spans, aggregates (`count()`, `avg(x)`…) filter whole spansets, `coalesce()` merges.
 
@@ -287,9 +291,11 @@ impl<'q> Evaluator<'q> {
             SpansetExpr::Op { op, lhs, rhs } => {
                 // As Tempo: both sides are evaluated over the input spanset and flattened; the
                 // result is the input spanset (its group and aggregate values) with the
-                // resulting spans. Every operator but `||` needs a non-empty left side.
+                // resulting spans. `&&` and the positive structural operators need both sides;
+                // `||` either; the negated ones (`!>`, `!>>`, `!<`, `!<<`, `!~`) only the right
+                // side: with an empty left side every right-hand span qualifies.
                 let l = self.spanset(ctx, lhs, input);
-                if l.is_empty() && *op != SpansetOp::Or {
+                if l.is_empty() && *op != SpansetOp::Or && !op.is_negated() {
                     return Vec::new();
                 }
                 let r = self.spanset(ctx, rhs, input);
@@ -356,8 +362,9 @@ impl<'q> Evaluator<'q> {
                         return vec![Static::Bool(false)];
                     };
                     let want = *op == BinaryOp::Re;
-                    if let Some(hit) = ctx.any_ref(lhs, span, &mut |v| match v {
+                    if let Some(hit) = ctx.any_ref(lhs, span, !want, &mut |v| match v {
                         VRef::Str(s) => re.is_match(s) == want,
+                        VRef::Owned(Static::Str(s)) => re.is_match(s) == want,
                         _ => false,
                     }) {
                         return vec![Static::Bool(hit)];
@@ -382,9 +389,18 @@ impl<'q> Evaluator<'q> {
                             _ => false,
                         })];
                     }
-                    // Fast path: a field against a literal, compared without copying values.
-                    if let FieldExpr::Static(b) = &**rhs {
-                        if let Some(hit) = ctx.any_ref(lhs, span, &mut |v| compare_ref(v, *op, b)) {
+                    // Fast path: a field against a literal, compared without copying values
+                    // (a literal on the left is compared from the field's side, flipped).
+                    let (field, lit, fop) = match (&**lhs, &**rhs) {
+                        (f, FieldExpr::Static(b)) => (f, Some(b), *op),
+                        (FieldExpr::Static(a), f) => (f, Some(a), flip(*op)),
+                        _ => (&**lhs, None, *op),
+                    };
+                    if let Some(b) = lit {
+                        let all = fop == BinaryOp::Neq;
+                        if let Some(hit) =
+                            ctx.any_ref(field, span, all, &mut |v| compare_ref(v, fop, b))
+                        {
                             return vec![Static::Bool(hit)];
                         }
                     }
@@ -461,6 +477,17 @@ fn result_key(e: &FieldExpr) -> String {
         FieldExpr::Attribute(a) => a.name.clone(),
         FieldExpr::Intrinsic(i) => i.intrinsic.key().to_string(),
         other => other.to_string(),
+    }
+}
+
+/// The comparison that holds for `b op' a` exactly when `a op b` holds.
+fn flip(op: BinaryOp) -> BinaryOp {
+    match op {
+        BinaryOp::Gt => BinaryOp::Lt,
+        BinaryOp::Gte => BinaryOp::Lte,
+        BinaryOp::Lt => BinaryOp::Gt,
+        BinaryOp::Lte => BinaryOp::Gte,
+        op => op,
     }
 }
 
@@ -604,42 +631,73 @@ fn compare_ref(a: VRef<'_>, op: BinaryOp, b: &Static) -> bool {
     }
 }
 
-fn any_value_ref(v: &AnyValue, f: &mut dyn FnMut(VRef<'_>) -> bool, depth: usize) -> bool {
+/// Whether `f` holds for the value `v`; for an array, for any element, or with `all` for every
+/// element (Tempo's `!=` and `!~` on arrays mean "none of the elements": `not in`).
+fn any_value_ref(
+    v: &AnyValue,
+    f: &mut dyn FnMut(VRef<'_>) -> bool,
+    depth: usize,
+    all: bool,
+) -> bool {
     match &v.value {
         Some(any_value::Value::StringValue(s)) => f(VRef::Str(s)),
         Some(any_value::Value::BoolValue(b)) => f(VRef::Bool(*b)),
         Some(any_value::Value::IntValue(i)) => f(VRef::Int(*i)),
         Some(any_value::Value::DoubleValue(d)) => f(VRef::Float(*d)),
         Some(any_value::Value::ArrayValue(a)) if depth == 0 => {
-            a.values.iter().any(|e| any_value_ref(e, f, depth + 1))
+            if all {
+                !a.values.is_empty() && a.values.iter().all(|e| any_value_ref(e, f, 1, all))
+            } else {
+                a.values.iter().any(|e| any_value_ref(e, f, 1, all))
+            }
         }
         _ => false,
     }
 }
 
-fn attr_ref(kvs: &[KeyValue], key: &str, f: &mut dyn FnMut(VRef<'_>) -> bool) -> bool {
+fn attr_ref(kvs: &[KeyValue], key: &str, f: &mut dyn FnMut(VRef<'_>) -> bool, all: bool) -> bool {
     kvs.iter()
         .filter(|kv| kv.key == key)
         .filter_map(|kv| kv.value.as_ref())
-        .any(|v| any_value_ref(v, f, 0))
+        .any(|v| any_value_ref(v, f, 0, all))
 }
 
 /// Per-trace precomputed relations.
+///
+/// Structural operators follow Tempo, which relates spans through a nested-set numbering of the
+/// span tree: a depth-first walk from each root span (roots and children in trace order) numbers
+/// every span it reaches with a left bound on the way down and a right bound on the way up; the
+/// parent's left bound is the child's `nestedSetParent` (-1 for roots). Spans the walk does not
+/// reach (a missing parent, and everything below it) keep 0 and are never related to anything,
+/// so they match every negated operator and no positive one. Root spans share `nestedSetParent`
+/// -1 and are therefore siblings of each other.
 pub(crate) struct Ctx<'t> {
     pub(crate) trace: &'t Trace,
+    /// The parent span by id (for `parent.` attributes and `childCount`).
     parent: Vec<Option<usize>>,
     child_count: Vec<i64>,
     root: Option<usize>,
     duration: i64,
+    /// The nested-set tree, computed on first use (structural operators, `nestedSet*`).
+    tree: std::cell::OnceCell<NestedSet>,
+}
+
+/// Tempo's nested-set numbering of one trace.
+pub(crate) struct NestedSet {
+    /// The parent in the numbered tree (`None` for roots and unnumbered spans).
+    tparent: Vec<Option<usize>>,
+    /// `(left, right, parent)`; all 0 for spans not reached from a root.
+    nested: Vec<(i64, i64, i64)>,
 }
 
 impl<'t> Ctx<'t> {
     pub(crate) fn new(trace: &'t Trace) -> Self {
-        let mut by_id: HashMap<[u8; 8], usize> = HashMap::with_capacity(trace.spans.len());
+        let n = trace.spans.len();
+        let mut by_id: HashMap<[u8; 8], usize> = HashMap::with_capacity(n);
         for (i, s) in trace.spans.iter().enumerate() {
             by_id.entry(s.span_id).or_insert(i);
         }
-        let mut child_count = vec![0i64; trace.spans.len()];
+        let mut child_count = vec![0i64; n];
         let parent: Vec<Option<usize>> = trace
             .spans
             .iter()
@@ -667,24 +725,30 @@ impl<'t> Ctx<'t> {
             child_count,
             root,
             duration,
+            tree: std::cell::OnceCell::new(),
         }
+    }
+
+    fn tree(&self) -> &NestedSet {
+        self.tree.get_or_init(|| nested_set(self.trace))
     }
 
     fn span(&self, i: usize) -> &'t Span {
         &self.trace.spans[i]
     }
 
-    /// The proper ancestors of `i`, nearest first (cycle-safe).
+    /// The proper ancestors of `i` in the nested-set tree, nearest first.
     fn ancestors(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
-        let mut cur = self.parent[i];
+        let tparent = &self.tree().tparent;
+        let mut cur = tparent[i];
         let mut steps = 0;
         std::iter::from_fn(move || {
             let c = cur?;
             steps += 1;
-            if steps > self.parent.len() {
+            if steps > tparent.len() {
                 return None;
             }
-            cur = self.parent[c];
+            cur = tparent[c];
             Some(c)
         })
     }
@@ -701,9 +765,10 @@ impl<'t> Ctx<'t> {
             in_r[m.index] = true;
         }
         // Relation tests: is `x` (from one side) related to some member of `set`?
-        let child_of = |x: usize, set: &[bool]| self.parent[x].is_some_and(|p| set[p]);
-        let parents_of_l = parent_marks(&self.parent, &in_l);
-        let parents_of_r = parent_marks(&self.parent, &in_r);
+        let NestedSet { tparent, nested } = self.tree();
+        let child_of = |x: usize, set: &[bool]| tparent[x].is_some_and(|p| set[p]);
+        let parents_of_l = parent_marks(tparent, &in_l);
+        let parents_of_r = parent_marks(tparent, &in_r);
         let desc_of = |x: usize, set: &[bool]| self.ancestors(x).any(|a| set[a]);
         let anc_marks = |set: &[bool]| {
             let mut marks = vec![false; n];
@@ -717,28 +782,29 @@ impl<'t> Ctx<'t> {
             }
             marks
         };
-        // Members of each side per parent: `x` has a sibling in a set when its parent has a
-        // member there other than `x` itself.
-        let per_parent = |set: &[bool]| {
-            let mut cnt = vec![0usize; n];
-            for (c, p) in self.parent.iter().enumerate() {
-                if let (true, Some(p)) = (set[c], p) {
-                    cnt[*p] += 1;
+        // Members of each side per sibling group (the nested-set parent; roots form one group):
+        // `x` has a sibling in a set when its group has a member there other than `x` itself.
+        let per_group = |set: &[bool]| {
+            let mut cnt: HashMap<i64, usize> = HashMap::new();
+            for (c, &(_, _, p)) in nested.iter().enumerate() {
+                if set[c] && p != 0 {
+                    *cnt.entry(p).or_default() += 1;
                 }
             }
             cnt
         };
-        let (cnt_l, cnt_r) = (per_parent(&in_l), per_parent(&in_r));
+        let (cnt_l, cnt_r) = (per_group(&in_l), per_group(&in_r));
         let sibling_of = |x: usize, set: &[bool]| {
-            let Some(p) = self.parent[x] else {
+            let p = nested[x].2;
+            if p == 0 {
                 return false;
-            };
+            }
             let cnt = if std::ptr::eq(set, in_l.as_slice()) {
                 &cnt_l
             } else {
                 &cnt_r
             };
-            cnt[p] > usize::from(set[x])
+            cnt.get(&p).copied().unwrap_or(0) > usize::from(set[x])
         };
         let keep = |ss: &Spanset, f: &dyn Fn(usize) -> bool| Spanset {
             spans: ss.spans.iter().filter(|m| f(m.index)).cloned().collect(),
@@ -794,6 +860,7 @@ impl<'t> Ctx<'t> {
         &self,
         e: &FieldExpr,
         span: usize,
+        all: bool,
         f: &mut dyn FnMut(VRef<'_>) -> bool,
     ) -> Option<bool> {
         match e {
@@ -811,17 +878,23 @@ impl<'t> Ctx<'t> {
                 Some(match a.scope {
                     Scope::None => {
                         // The span's value wins when it has one (as in `attribute`).
-                        if attr_ref(&s.attributes, name, &mut |_| true) {
-                            attr_ref(&s.attributes, name, f)
+                        if attr_ref(&s.attributes, name, &mut |_| true, false) {
+                            attr_ref(&s.attributes, name, f, all)
                         } else {
-                            attr_ref(&s.origin.resource.attributes, name, f)
+                            attr_ref(&s.origin.resource.attributes, name, f, all)
                         }
                     }
-                    Scope::Span => attr_ref(&s.attributes, name, f),
-                    Scope::Resource => attr_ref(&s.origin.resource.attributes, name, f),
-                    Scope::Event => s.events.iter().any(|e| attr_ref(&e.attributes, name, f)),
-                    Scope::Link => s.links.iter().any(|l| attr_ref(&l.attributes, name, f)),
-                    Scope::Instrumentation => attr_ref(&s.origin.scope.attributes, name, f),
+                    Scope::Span => attr_ref(&s.attributes, name, f, all),
+                    Scope::Resource => attr_ref(&s.origin.resource.attributes, name, f, all),
+                    Scope::Event => s
+                        .events
+                        .iter()
+                        .any(|e| attr_ref(&e.attributes, name, f, all)),
+                    Scope::Link => s
+                        .links
+                        .iter()
+                        .any(|l| attr_ref(&l.attributes, name, f, all)),
+                    Scope::Instrumentation => attr_ref(&s.origin.scope.attributes, name, f, all),
                 })
             }
             FieldExpr::Intrinsic(i) => {
@@ -937,8 +1010,82 @@ impl<'t> Ctx<'t> {
                 .collect(),
             Intrinsic::InstrumentationName => one(Static::Str(s.origin.scope.name.clone())),
             Intrinsic::InstrumentationVersion => one(Static::Str(s.origin.scope.version.clone())),
+            Intrinsic::NestedSetLeft => one(Static::Int(self.tree().nested[span].0)),
+            Intrinsic::NestedSetRight => one(Static::Int(self.tree().nested[span].1)),
+            Intrinsic::NestedSetParent => one(Static::Int(self.tree().nested[span].2)),
         }
     }
+}
+
+/// Tempo's nested-set numbering of the span tree: `(tree parent, (left, right, parent))` per span.
+/// Parents are found by span id; when two spans share an id (Zipkin client/server pairs) the
+/// child's kind picks the one of the opposite kind, and more than two sharing an id leaves the
+/// whole trace unnumbered, as in Tempo.
+fn nested_set(trace: &Trace) -> NestedSet {
+    let n = trace.spans.len();
+    let mut tparent = vec![None; n];
+    let mut nested = vec![(0i64, 0i64, 0i64); n];
+    // Span id → up to two spans with it (more: the trace stays unnumbered).
+    let mut by_id: HashMap<[u8; 8], [Option<usize>; 2]> = HashMap::with_capacity(n);
+    for (i, s) in trace.spans.iter().enumerate() {
+        let e = by_id.entry(s.span_id).or_insert([None, None]);
+        match e {
+            [None, _] => e[0] = Some(i),
+            [_, None] => e[1] = Some(i),
+            _ => return NestedSet { tparent, nested },
+        }
+    }
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut roots = Vec::new();
+    for (i, s) in trace.spans.iter().enumerate() {
+        if s.is_root() {
+            roots.push(i);
+            continue;
+        }
+        let p = match by_id.get(&s.parent_span_id) {
+            Some([Some(p), None]) => Some(*p),
+            Some([Some(a), Some(b)]) => {
+                // Server spans look for the client span of the pair, other kinds for the server.
+                let want = if s.kind == 2 { 3 } else { 2 };
+                [*a, *b].into_iter().find(|&p| trace.spans[p].kind == want)
+            }
+            _ => None,
+        };
+        if let Some(p) = p.filter(|&p| p != i) {
+            children[p].push(i);
+        }
+    }
+    let mut bound = 1i64;
+    let mut visited = vec![false; n];
+    for &r in &roots {
+        if visited[r] {
+            continue;
+        }
+        visited[r] = true;
+        nested[r] = (bound, 0, -1);
+        bound += 1;
+        // (node, next child index)
+        let mut stack = vec![(r, 0usize)];
+        while let Some(top) = stack.last_mut() {
+            let (node, next) = *top;
+            if let Some(&c) = children[node].get(next) {
+                top.1 += 1;
+                if visited[c] {
+                    continue;
+                }
+                visited[c] = true;
+                tparent[c] = Some(node);
+                nested[c] = (bound, 0, nested[node].0);
+                bound += 1;
+                stack.push((c, 0));
+            } else {
+                nested[node].1 = bound;
+                bound += 1;
+                stack.pop();
+            }
+        }
+    }
+    NestedSet { tparent, nested }
 }
 
 /// Marks the parents of the members of `set`.
@@ -1055,9 +1202,12 @@ fn spanset_hints(e: &SpansetExpr) -> HintSet {
         }
         SpansetExpr::Pipeline(p) => pipeline_hints(p),
         SpansetExpr::Op { op, lhs, rhs } => {
-            // Every operator but `||` needs both sides to match (negated ones too: an empty
-            // left side gives no result).
+            // Every operator but `||` needs its right side to match, and all but `||` and the
+            // negated ones (which hold with an empty left side) the left side too.
             let r = spanset_hints(rhs);
+            if op.is_negated() {
+                return r;
+            }
             let l = spanset_hints(lhs);
             if *op == SpansetOp::Or {
                 let either = |a: Option<Vec<String>>, b: Option<Vec<String>>| match (a, b) {

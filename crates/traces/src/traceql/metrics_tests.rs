@@ -135,6 +135,8 @@ fn errors_and_ranges() {
     assert!(eval_metrics(&q, [], 10, 10, 1).is_err());
     assert!(eval_metrics(&q, [], 0, u64::MAX, 1).is_err());
     let q = parse("{ } | compare({ status = error })").unwrap();
+    assert!(eval_metrics(&q, [], 0, 10, 1).is_ok());
+    let q = parse("{ } | compare({ status = error }, 0)").unwrap();
     assert!(eval_metrics(&q, [], 0, 10, 1).is_err());
     // Start is aligned down to the step; spans outside the range are ignored.
     let q = parse("{ } | count_over_time()").unwrap();

@@ -8,7 +8,8 @@
 //! - [`hints`] gives the service and span names a store may use to skip traces.
 //! - [`extract_conditions`] leniently reads the ANDed conditions of a partial query (tag-value
 //!   autocomplete).
-//! - [`eval_metrics`] (or a streaming [`MetricsEvaluator`]) computes `rate()` and friends.
+//! - [`eval_metrics`] (or a streaming [`MetricsEvaluator`]) computes `rate()` and friends,
+//!   `compare()`, and exemplars.
 
 pub mod ast;
 pub mod eval;
@@ -20,11 +21,13 @@ mod print;
 #[cfg(test)]
 mod eval_tests;
 #[cfg(test)]
+pub(crate) mod golden_tests;
+#[cfg(test)]
 mod metrics_tests;
 #[cfg(test)]
 mod parser_tests;
 
 pub use ast::Query;
 pub use eval::{eval_trace, hints, Evaluator, SpanMatch, Spanset};
-pub use metrics::{eval_metrics, MetricsEvaluator, MetricsResult, Series};
+pub use metrics::{eval_metrics, Exemplar, MetricsEvaluator, MetricsResult, Series};
 pub use parser::{extract_conditions, parse, Condition};

@@ -711,7 +711,7 @@ fn intrinsic_ty(i: Intrinsic) -> Ty {
         Status => Ty::Status,
         Kind => Ty::Kind,
         Duration | TraceDuration | EventTimeSinceStart => Ty::Dur,
-        ChildCount => Ty::Num,
+        ChildCount | NestedSetLeft | NestedSetRight | NestedSetParent => Ty::Num,
         _ => Ty::Str,
     }
 }

@@ -364,7 +364,6 @@ fn invalid_queries() {
         "{ .a = 1 } @",
         "{ .a = #1 }",
         "{ .a = 'single' }",
-        "{ nestedSetLeft > 1 }",
         "{ .a = 1 }} ",
         "{ } | rate() > ",
         "{ } | select(.a + 1)",
