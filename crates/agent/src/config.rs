@@ -29,6 +29,9 @@ pub struct AgentConfig {
     pub logs: LogsConfig,
     /// Prometheus-style scraping of exporters (`scrape_configs`), forwarded with remote_write.
     pub scrape: ScrapeConfig,
+    /// Kubernetes discovery: built-in jobs (annotated pods, kubelet/cAdvisor,
+    /// kube-state-metrics), `kubernetes_sd_configs` of scrape jobs, pod labels for log streams.
+    pub kubernetes: crate::kube::presets::KubernetesConfig,
 }
 
 impl Default for AgentConfig {
@@ -41,6 +44,7 @@ impl Default for AgentConfig {
             data_dir: PathBuf::from("./heimdall-agent-data"),
             logs: LogsConfig::default(),
             scrape: ScrapeConfig::default(),
+            kubernetes: Default::default(),
         }
     }
 }
@@ -77,6 +81,18 @@ impl AgentConfig {
         }
         self.logs.validate(self.remote_write.as_ref())?;
         self.scrape.validate(self.scrape_interval)?;
+        self.kubernetes.validate()?;
+        if !self.kubernetes.enabled
+            && self
+                .scrape
+                .scrape_configs
+                .iter()
+                .any(|j| !j.kubernetes_sd_configs.is_empty())
+        {
+            return Err(Error::Config(
+                "scrape jobs with kubernetes_sd_configs need kubernetes.enabled: true".into(),
+            ));
+        }
         if !self.scrape.scrape_configs.is_empty() && self.remote_write.is_none() {
             return Err(Error::Config(
                 "scrape.scrape_configs needs remote_write: scraped samples are only forwarded"

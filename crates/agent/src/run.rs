@@ -22,6 +22,8 @@ pub struct Agent {
     logs: Option<Logs>,
     /// Scrape jobs; present whenever `remote_write` is set (jobs may be added later).
     scraper: Option<Scraper>,
+    /// Kubernetes watchers; they stop when this is dropped.
+    _discovery: Option<crate::kube::Discovery>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -78,17 +80,34 @@ impl Agent {
                 Some(fwd)
             }
         };
-        let scraper = match (&forwarder, &cfg.remote_write) {
+        let mut scraper = match (&forwarder, &cfg.remote_write) {
             (Some(fwd), Some(rw)) => {
                 let mut s = Scraper::start(&cfg.scrape, fwd.clone(), rw, cfg.scrape_interval);
                 for job in &cfg.scrape.scrape_configs {
-                    s.start_static_job(job.clone())?;
+                    if job.kubernetes_sd_configs.is_empty() {
+                        s.start_static_job(job.clone())?;
+                    }
                 }
                 Some(s)
             }
             _ => None,
         };
-        let logs = match Logs::start(&cfg.logs, cfg.remote_write.as_ref(), &cfg.data_dir)? {
+        let (discovery, pod_meta) = if cfg.kubernetes.enabled {
+            let (d, meta) = crate::kube::presets::start(
+                &cfg.kubernetes,
+                &cfg.scrape.scrape_configs,
+                scraper.as_mut(),
+            )?;
+            (Some(d), meta)
+        } else {
+            (None, None)
+        };
+        let logs = match Logs::start(
+            &cfg.logs,
+            cfg.remote_write.as_ref(),
+            &cfg.data_dir,
+            pod_meta,
+        )? {
             Some((logs, t)) => {
                 tasks.extend(t);
                 Some(logs)
@@ -100,6 +119,7 @@ impl Agent {
             forwarder,
             logs,
             scraper,
+            _discovery: discovery,
             tasks,
         })
     }

@@ -58,6 +58,7 @@
 
 mod informer;
 pub mod meta;
+pub mod presets;
 pub mod targets;
 
 #[cfg(test)]

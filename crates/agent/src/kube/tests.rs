@@ -779,3 +779,177 @@ fn template_hash_stripping() {
     assert_eq!(strip_template_hash("web-zz9", Some(&h)), "web");
     assert_eq!(strip_template_hash("zz9", Some(&h)), "zz9");
 }
+
+/// What the fake heimdall received: (tenant, series labels in text form) for remote_write, and
+/// (tenant, stream labels) for Loki pushes.
+#[derive(Default)]
+struct Sink {
+    series: std::sync::Mutex<Vec<(String, String)>>,
+    streams: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+async fn serve_sink(sink: Arc<Sink>) -> String {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode};
+    use prost::Message;
+    let tenant = |h: &HeaderMap| {
+        h.get("X-Scope-OrgID")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (s1, s2) = (sink.clone(), sink);
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/push",
+            axum::routing::post(move |h: HeaderMap, body: Bytes| {
+                let sink = s1.clone();
+                async move {
+                    let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+                    let req = proto::prometheus::WriteRequest::decode(raw.as_slice()).unwrap();
+                    let mut out = sink.series.lock().unwrap();
+                    for ts in req.timeseries {
+                        let l: Vec<String> = ts
+                            .labels
+                            .iter()
+                            .map(|l| format!("{}={}", l.name, l.value))
+                            .collect();
+                        out.push((tenant(&h), l.join(",")));
+                    }
+                    StatusCode::NO_CONTENT
+                }
+            }),
+        )
+        .route(
+            "/loki/api/v1/push",
+            axum::routing::post(move |h: HeaderMap, body: Bytes| {
+                let sink = s2.clone();
+                async move {
+                    let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+                    let req = proto::loki::PushRequest::decode(raw.as_slice()).unwrap();
+                    let mut out = sink.streams.lock().unwrap();
+                    for s in req.streams {
+                        out.push((tenant(&h), s.labels));
+                    }
+                    StatusCode::NO_CONTENT
+                }
+            }),
+        );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    url
+}
+
+/// The whole agent with `kubernetes.enabled` against the fake API: the annotated-pods preset
+/// scrapes the pod at its annotated port into the pod's namespace tenant, and the pod's log
+/// stream takes `app` from the pod's labels (not from its name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_scrapes_annotated_pods_and_labels_their_logs() {
+    // The pod's exporter.
+    let exporter = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async {
+            "# TYPE demo_requests_total counter\ndemo_requests_total 5\n"
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(l, exporter).await;
+    });
+    let sink = Arc::new(Sink::default());
+    let sink_url = serve_sink(sink.clone()).await;
+
+    let api = FakeApi::start().await;
+    let mut p = pod("shop", "web-7d4b9c8f6d-x2x9z", "node-a", "127.0.0.1");
+    p["metadata"]["annotations"]["prometheus.io/port"] = json!(port.to_string());
+    api.apply(Kind::Pod, p);
+    // Another node's pod is not this agent's business.
+    api.apply(Kind::Pod, pod("shop", "far-1", "node-b", "127.0.0.2"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let pod_dir = dir.path().join("pods/shop_web-7d4b9c8f6d-x2x9z_uid-1/web");
+    std::fs::create_dir_all(&pod_dir).unwrap();
+    std::fs::write(
+        pod_dir.join("0.log"),
+        "2024-01-01T00:00:00.000000001Z stdout F hello\n",
+    )
+    .unwrap();
+    let cfg = crate::AgentConfig::from_yaml(&format!(
+        "listen: 127.0.0.1:0\nscrape_interval: 1s\ndata_dir: {}\nremote_write:\n  url: {sink_url}/api/v1/push\n  tenant: hosts\nscrape:\n  batch_max_wait: 100ms\nkubernetes:\n  enabled: true\n  api_server: {}\n  node_name: node-a\n  cadvisor: false\n  kubelet: false\nlogs:\n  enabled: true\n  url: {sink_url}/loki/api/v1/push\n  pod_logs_glob: {}/pods/*/*/*.log\n  batch_max_wait: 100ms\n  poll_interval: 100ms\n  rescan_interval: 200ms\n",
+        dir.path().join("data").display(),
+        api.url,
+        dir.path().display()
+    ))
+    .unwrap();
+    let _agent = crate::run::Agent::start(&cfg).unwrap();
+
+    let deadline = std::time::Instant::now() + WAIT;
+    let scraped = loop {
+        let got: Vec<(String, String)> = sink
+            .series
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| l.contains("__name__=demo_requests_total"))
+            .cloned()
+            .collect();
+        if let Some(s) = got.first() {
+            break s.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "pod never scraped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(scraped.0, "shop", "tenant = namespace: {scraped:?}");
+    for want in [
+        "job=kubernetes-pods",
+        "namespace=shop",
+        "pod=web-7d4b9c8f6d-x2x9z",
+        "node=node-a",
+        &format!("instance=127.0.0.1:{port}"),
+        "app_kubernetes_io_name=shop",
+    ] {
+        assert!(scraped.1.contains(want), "{want} missing in {scraped:?}");
+    }
+    // Nothing of the other node's pod.
+    assert!(!sink
+        .series
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, l)| l.contains("far-1")));
+
+    let deadline = std::time::Instant::now() + WAIT;
+    let stream = loop {
+        // Labels guessed from the path before the pod list arrived are redone once it has.
+        let s = sink
+            .streams
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, l)| l.contains(r#"app="shop""#))
+            .cloned();
+        if let Some(s) = s {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "no stream with app from pod labels: {:?}",
+                sink.streams.lock().unwrap()
+            );
+        }
+        // Lines appended after the metadata arrived carry the pod's app label.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(pod_dir.join("0.log"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"2024-01-01T00:00:01.000000001Z stdout F again\n")
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(stream.0, "shop", "{stream:?}");
+    assert!(stream.1.contains(r#"namespace="shop""#), "{stream:?}");
+}

@@ -179,8 +179,14 @@ mod tests {
     #[test]
     fn json_lines() {
         assert_eq!(
-            extract(r#"{"ts":1,"level":"WARNING","msg":"x","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7"}"#),
-            f(Some("warn"), Some("4bf92f3577b34da6a3ce929d0e0e4736"), Some("00f067aa0ba902b7"))
+            extract(
+                r#"{"ts":1,"level":"WARNING","msg":"x","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7"}"#
+            ),
+            f(
+                Some("warn"),
+                Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+                Some("00f067aa0ba902b7")
+            )
         );
         // Nested values are skipped, not searched; the first level key wins.
         assert_eq!(
@@ -201,19 +207,37 @@ mod tests {
     #[test]
     fn logfmt_lines() {
         assert_eq!(
-            extract(r#"ts=2024-01-01T00:00:00Z level=error msg="boom \"quoted\" level=debug" traceID=abc span_id=def"#),
+            extract(
+                r#"ts=2024-01-01T00:00:00Z level=error msg="boom \"quoted\" level=debug" traceID=abc span_id=def"#
+            ),
             f(Some("error"), Some("abc"), Some("def"))
         );
         assert_eq!(extract("lvl=INFO bare key= x"), f(Some("info"), None, None));
-        assert_eq!(extract(r#"msg="unterminated level=warn"#), f(None, None, None));
+        assert_eq!(
+            extract(r#"msg="unterminated level=warn"#),
+            f(None, None, None)
+        );
         assert_eq!(extract("a=b =c level="), f(None, None, None));
         assert_eq!(extract("plain text line"), f(None, None, None));
-        assert_eq!(extract("héllo=wörld level=warn"), f(Some("warn"), None, None));
+        assert_eq!(
+            extract("héllo=wörld level=warn"),
+            f(Some("warn"), None, None)
+        );
     }
 
     #[test]
     fn never_panics_on_odd_bytes() {
-        for s in ["=", "==", "\"", "level=\"", "level=\"\\", "{", "{}", "x=\"\\\"", "é=é"] {
+        for s in [
+            "=",
+            "==",
+            "\"",
+            "level=\"",
+            "level=\"\\",
+            "{",
+            "{}",
+            "x=\"\\\"",
+            "é=é",
+        ] {
             let _ = extract(s);
         }
     }

@@ -65,6 +65,9 @@ pub struct Source {
     pub label_map: Arc<BTreeMap<String, String>>,
     /// Look for a level, trace id and span id in JSON and logfmt lines.
     pub parse_lines: bool,
+    /// A pod log whose `app` was guessed from the pod name because its Kubernetes metadata was
+    /// not known yet; the tailer derives the labels again once it is.
+    pub provisional: bool,
 }
 
 impl Source {
@@ -109,7 +112,9 @@ pub fn app_from_pod_name(pod: &str) -> &str {
             None => head,
         };
     }
-    match strip(pod, &|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())) {
+    match strip(pod, &|t| {
+        !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())
+    }) {
         Some(n) => &pod[..n],
         None => pod,
     }
@@ -128,6 +133,8 @@ pub struct LabelRules {
     pub tenant_from_namespace: bool,
     /// See [`Source::parse_lines`].
     pub parse_lines: bool,
+    /// Pod metadata from the Kubernetes API: `app` from the pod's labels when known.
+    pub pod_meta: Option<crate::kube::PodMetaCache>,
 }
 
 impl LabelRules {
@@ -135,10 +142,17 @@ impl LabelRules {
     /// paths that do not parse are treated as plain files of container format.
     pub fn source(&self, path: &Path, pod: bool) -> Source {
         let mut labels = self.static_labels.clone();
+        let mut provisional = false;
         let (format, tenant) = match pod.then(|| parse_pod_log_path(path)).flatten() {
             Some(p) => {
                 labels.insert("namespace".into(), p.namespace.clone());
-                labels.insert("app".into(), app_from_pod_name(&p.pod).into());
+                let meta = self.pod_meta.as_ref().map(|m| m.get(&p.namespace, &p.pod));
+                provisional = matches!(meta, Some(None));
+                let app = match meta.flatten() {
+                    Some(m) => m.app(),
+                    None => app_from_pod_name(&p.pod).to_string(),
+                };
+                labels.insert("app".into(), app);
                 labels.insert("pod".into(), p.pod);
                 labels.insert("job".into(), format!("{}/{}", p.namespace, p.container));
                 labels.insert("service_name".into(), p.container.clone());
@@ -182,6 +196,7 @@ impl LabelRules {
             ],
             label_map: Arc::new(labels),
             parse_lines: self.parse_lines,
+            provisional,
         }
     }
 }
@@ -241,6 +256,7 @@ mod tests {
             default_tenant: Some("infra".into()),
             tenant_from_namespace: true,
             parse_lines: true,
+            pod_meta: None,
         }
     }
 

@@ -62,11 +62,13 @@ pub struct Logs {
 
 impl Logs {
     /// Opens the buffer (`data_dir/logs`) and positions, and spawns the tailing loop and the
-    /// sender; returns `None` when `cfg.enabled` is false. Must be called inside a tokio runtime.
+    /// sender (pod streams take `app` from `pod_meta` when given); returns `None` when
+    /// `cfg.enabled` is false. Must be called inside a tokio runtime.
     pub fn start(
         cfg: &LogsConfig,
         rw: Option<&RemoteWriteConfig>,
         data_dir: &Path,
+        pod_meta: Option<crate::kube::PodMetaCache>,
     ) -> Result<Option<(Self, Tasks)>, Error> {
         if !cfg.enabled {
             return Ok(None);
@@ -109,6 +111,7 @@ impl Logs {
                     default_tenant: cfg.default_tenant(rw),
                     tenant_from_namespace: cfg.tenant_from_namespace,
                     parse_lines: cfg.parse_lines,
+                    pod_meta,
                 },
             },
             positions::load(&positions_file),

@@ -324,21 +324,36 @@ pub(crate) mod tests {
         let pod = rules.source(std::path::Path::new("/p/ns1_a_u/c/0.log"), true);
         let mut b = Batch::default();
         for (ts, line) in [
-            (1, r#"{"level":"ERROR","msg":"a","trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331"}"#),
+            (
+                1,
+                r#"{"level":"ERROR","msg":"a","trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331"}"#,
+            ),
             (2, "level=warning msg=b"),
             (3, "no level here"),
             (4, r#"{"level":"error","msg":"c"}"#),
         ] {
-            b.add(&pod, Entry { ts_ns: ts, line: line.into(), stream: Some(Stream::Stdout) });
+            b.add(
+                &pod,
+                Entry {
+                    ts_ns: ts,
+                    line: line.into(),
+                    stream: Some(Stream::Stdout),
+                },
+            );
         }
         let reqs = b.into_requests().unwrap();
-        let raw = snap::raw::Decoder::new().decompress_vec(&reqs[0].body).unwrap();
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&reqs[0].body)
+            .unwrap();
         let push = PushRequest::decode(raw.as_slice()).unwrap();
         let by_labels: BTreeMap<&str, Vec<(&str, usize)>> = push
             .streams
             .iter()
             .map(|s| {
-                let e = s.entries.iter().map(|e| (&*e.line, e.structured_metadata.len()));
+                let e = s
+                    .entries
+                    .iter()
+                    .map(|e| (&*e.line, e.structured_metadata.len()));
                 (&*s.labels, e.collect())
             })
             .collect();
@@ -347,12 +362,26 @@ pub(crate) mod tests {
         assert_eq!(by_labels.len(), 3, "{by_labels:?}");
         assert_eq!(by_labels[base], [("no level here", 0)]);
         assert_eq!(by_labels[&*lvl("warn")], [("level=warning msg=b", 0)]);
-        assert_eq!(by_labels[&*lvl("error")].iter().map(|e| e.1).collect::<Vec<_>>(), [2, 0]);
-        let md = &push.streams.iter().find(|s| s.labels == lvl("error")).unwrap().entries[0]
+        assert_eq!(
+            by_labels[&*lvl("error")]
+                .iter()
+                .map(|e| e.1)
+                .collect::<Vec<_>>(),
+            [2, 0]
+        );
+        let md = &push
+            .streams
+            .iter()
+            .find(|s| s.labels == lvl("error"))
+            .unwrap()
+            .entries[0]
             .structured_metadata;
         assert_eq!(
             md.iter().map(|m| (&*m.name, &*m.value)).collect::<Vec<_>>(),
-            [("trace_id", "0af7651916cd43dd8448eb211c80319c"), ("span_id", "b7ad6b7169203331")]
+            [
+                ("trace_id", "0af7651916cd43dd8448eb211c80319c"),
+                ("span_id", "b7ad6b7169203331")
+            ]
         );
     }
 }

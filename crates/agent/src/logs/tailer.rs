@@ -139,7 +139,14 @@ impl Tailer {
             }
         }
         for (path, pod) in found {
-            if self.files.contains_key(&path) {
+            if let Some(t) = self.files.get_mut(&path) {
+                // Labels guessed before the pod's metadata was known are redone once it is.
+                if t.source.provisional {
+                    let s = self.opts.rules.source(&path, pod);
+                    if !s.provisional {
+                        t.source = Arc::new(s);
+                    }
+                }
                 continue;
             }
             let initial = !self.scanned;

@@ -297,7 +297,7 @@ fn config(url: &str, root: &Path) -> LogsConfig {
 }
 
 fn start(cfg: &LogsConfig, data: &Path) -> (Logs, Vec<tokio::task::JoinHandle<()>>) {
-    Logs::start(cfg, None, data).unwrap().unwrap()
+    Logs::start(cfg, None, data, None).unwrap().unwrap()
 }
 
 async fn stop(tasks: Vec<tokio::task::JoinHandle<()>>) {

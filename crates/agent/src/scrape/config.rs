@@ -78,6 +78,9 @@ pub struct ScrapeJobConfig {
     pub honor_timestamps: bool,
     /// Fixed targets.
     pub static_configs: Vec<StaticConfig>,
+    /// Kubernetes discovery (at most one entry; needs the agent's `kubernetes.enabled`); its
+    /// targets are added to `static_configs`'.
+    pub kubernetes_sd_configs: Vec<crate::kube::presets::KubernetesSdConfig>,
     /// Relabeling of discovered targets (before scraping).
     pub relabel_configs: Vec<RelabelConfig>,
     /// Relabeling of scraped samples (before sending).
@@ -111,6 +114,7 @@ impl Default for ScrapeJobConfig {
             honor_labels: false,
             honor_timestamps: true,
             static_configs: Vec::new(),
+            kubernetes_sd_configs: Vec::new(),
             relabel_configs: Vec::new(),
             metric_relabel_configs: Vec::new(),
             sample_limit: 0,
@@ -189,6 +193,11 @@ impl ScrapeJobConfig {
         }
         if let Some(t) = &self.tenant {
             common::tenant::TenantId::new(t).map_err(|e| bad(format!("tenant: {e}")))?;
+        }
+        if self.kubernetes_sd_configs.len() > 1 {
+            return Err(bad(
+                "at most one kubernetes_sd_configs entry per job; use one job per role".into(),
+            ));
         }
         for (i, sc) in self.static_configs.iter().enumerate() {
             if let Some(t) = sc.targets.iter().find(|t| t.trim().is_empty()) {
