@@ -342,3 +342,41 @@ mod tests {
         .is_err());
     }
 }
+
+#[cfg(test)]
+mod deploy_tests {
+    use super::*;
+
+    /// `deploy/kubernetes/agent.yaml`: the ConfigMap's config loads, and every host path it names
+    /// is mounted into the DaemonSet's container.
+    #[test]
+    fn daemonset_manifest_config_is_valid_and_mounted() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes/agent.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+            .map(serde_yaml::Value::deserialize)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let kind = |k: &str| docs.iter().find(|d| d["kind"] == k).unwrap();
+        let cfg = AgentConfig::from_yaml(kind("ConfigMap")["data"]["agent.yaml"].as_str().unwrap())
+            .unwrap();
+        assert!(cfg.kubernetes.enabled && cfg.logs.enabled);
+        let mounts: Vec<&str> = kind("DaemonSet")["spec"]["template"]["spec"]["containers"][0]
+            ["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|m| m["mountPath"].as_str().unwrap())
+            .collect();
+        let under_mount = |p: &Path| mounts.iter().any(|m| p.starts_with(m));
+        for p in [
+            &cfg.node.proc_root,
+            &cfg.node.sys_root,
+            &cfg.node.rootfs,
+            &cfg.data_dir,
+            &PathBuf::from(cfg.logs.pod_logs_glob.split('*').next().unwrap()),
+        ] {
+            assert!(under_mount(p), "{} is not mounted ({mounts:?})", p.display());
+        }
+    }
+}

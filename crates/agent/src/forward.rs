@@ -7,7 +7,9 @@
 //! its position (segment, and index within the batch unless the batch is complete) is recorded in
 //! `acked` and fully acknowledged segments are deleted. After a restart the WAL replays everything
 //! after `acked`: un-acknowledged requests are sent again (at-least-once; receivers ignore exact
-//! duplicates). 5xx, 429 and network errors are retried forever with exponential backoff; the
+//! duplicates). 5xx, 429 and network errors are retried forever with exponential backoff (each wait
+//! jittered between half and all of it, so agents that lost the same endpoint do not retry in
+//! lockstep when it returns); the
 //! on-disk backlog is capped by `max_buffer_bytes`, beyond which the oldest requests are dropped
 //! with a warning.
 
@@ -476,8 +478,9 @@ impl Forwarder {
                     }
                     Outcome::Retry(why) => {
                         self.inner.retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(kind, url = %self.inner.cfg.url, segment = req.key.0, reason = %why, retry_in = ?backoff, "send failed, will retry");
-                        tokio::time::sleep(backoff).await;
+                        let wait = jittered(backoff);
+                        tracing::warn!(kind, url = %self.inner.cfg.url, segment = req.key.0, reason = %why, retry_in = ?wait, "send failed, will retry");
+                        tokio::time::sleep(wait).await;
                         backoff = (backoff * 2).min(self.inner.cfg.max_backoff.to_std());
                         // The cap may have dropped this request meanwhile.
                         if self.queue().front().map(|b| b.key) != Some(req.key) {
@@ -592,6 +595,12 @@ impl Drop for PopOnDrop<'_> {
     }
 }
 
+/// A retry wait: uniformly between half of `backoff` and all of it ("equal jitter").
+fn jittered(backoff: std::time::Duration) -> std::time::Duration {
+    let half = backoff / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
+
 /// Sends collected samples to one remote_write endpoint through a durable buffer (a
 /// [`Forwarder`] speaking remote_write 1.0, in `data_dir/remote_write`). Cheap to clone.
 #[derive(Clone)]
@@ -675,6 +684,15 @@ mod tests {
     use axum::routing::post;
 
     use super::*;
+
+    #[test]
+    fn retry_waits_are_jittered_within_bounds() {
+        let b = std::time::Duration::from_millis(1000);
+        let waits: Vec<_> = (0..200).map(|_| jittered(b)).collect();
+        assert!(waits.iter().all(|w| *w >= b / 2 && *w <= b), "{waits:?}");
+        let distinct: std::collections::HashSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 100, "not spread: {}", distinct.len());
+    }
     use crate::exposition::Families;
 
     /// What the test receiver recorded per accepted request: body, tenant header, authorization.
