@@ -537,6 +537,7 @@ async fn run_metrics(
         end_ns: end,
         service_names,
         span_names,
+        ..Default::default()
     };
     api.source
         .scan(&req, &mut |_, tr| {

@@ -13,6 +13,7 @@ use proto::otlp::tonic::common::v1::{InstrumentationScope, KeyValue};
 use proto::otlp::tonic::resource::v1::Resource;
 use proto::otlp::tonic::trace::v1::span::{Event, Link};
 
+use crate::traceql::ast::{BinaryOp, Static};
 use crate::Error;
 
 /// A 16-byte trace id.
@@ -147,6 +148,73 @@ pub struct TraceScan {
     pub service_names: Vec<String>,
     /// Every matching trace has a span with one of these names (empty: no hint).
     pub span_names: Vec<String>,
+    /// Every trace the search can match satisfies this (`None`: no condition). A store may skip
+    /// traces that cannot satisfy it, never one that can; the engine checks the query again.
+    pub filter: Option<TracePred>,
+}
+
+/// A span field a store can evaluate without materialising spans (pushed-down TraceQL).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpanField {
+    /// `name`
+    Name,
+    /// `status` (values are [`Static::Status`]).
+    Status,
+    /// `statusMessage`
+    StatusMessage,
+    /// `kind` (values are [`Static::Kind`]).
+    Kind,
+    /// `duration` (values are [`Static::Duration`]).
+    Duration,
+    /// `span.<key>`
+    SpanAttr(String),
+    /// `resource.<key>`
+    ResourceAttr(String),
+    /// `.<key>`: the span's values of the attribute, or the resource's when the span has none.
+    AnyAttr(String),
+}
+
+/// `field op value` on one span, with TraceQL's semantics: true when the comparison holds for
+/// any value of the field (missing values: false); `op` is a comparison or `=~`/`!~` (fully
+/// anchored regex, `value` a string).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanCond {
+    /// The field.
+    pub field: SpanField,
+    /// The operator.
+    pub op: BinaryOp,
+    /// The literal (never `nil`).
+    pub value: Static,
+}
+
+/// A condition on one span built from [`SpanCond`]s (no negation: every part is monotone).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpanPred {
+    /// One condition.
+    Cond(SpanCond),
+    /// All of them.
+    And(Vec<SpanPred>),
+    /// Any of them.
+    Or(Vec<SpanPred>),
+}
+
+/// A condition on a whole trace, pushed down from a query (see [`TraceScan::filter`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TracePred {
+    /// Some span of the trace satisfies this.
+    Span(SpanPred),
+    /// The trace's duration (latest span end − earliest span start) is above `ns` (`or_equal`:
+    /// at least `ns`).
+    MinDuration {
+        /// Bound, ns.
+        ns: u64,
+        /// `>=` instead of `>`.
+        or_equal: bool,
+    },
+    /// All of them.
+    And(Vec<TracePred>),
+    /// Any of them.
+    Or(Vec<TracePred>),
 }
 
 /// Counters a scan reports.
@@ -160,6 +228,10 @@ pub struct ScanStats {
     pub bytes: u64,
     /// Blocks opened.
     pub blocks: u64,
+    /// Row groups the filter ruled out by their column statistics (nothing read).
+    pub row_groups_pruned: u64,
+    /// Candidate traces the filter ruled out before their spans were decoded.
+    pub traces_pruned: u64,
 }
 
 /// The read seam.

@@ -10,9 +10,13 @@ use common::TenantSet;
 use proto::otlp::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use serde_json::{json, Value};
 
-use crate::model::{Span, Trace, TraceScan, TraceSource};
+use crate::model::{Span, SpanCond, SpanField, SpanPred, Trace, TracePred, TraceScan, TraceSource};
 use crate::tempo_json;
-use crate::traceql::{self, ast::Static, Evaluator, Query};
+use crate::traceql::ast::{
+    Attribute, BinaryOp, FieldExpr, Intrinsic, Pipeline, Scope, SpansetExpr, SpansetOp, Stage,
+    Static,
+};
+use crate::traceql::{self, Evaluator, Query};
 use crate::Error;
 
 /// A search as the API received it.
@@ -200,6 +204,153 @@ fn traceql_spansets(ev: &Evaluator<'_>, tr: &Trace) -> Vec<MatchedSpanset> {
         .collect()
 }
 
+/// The conditions of `q` a store can check on its columns (see [`TraceScan::filter`]): per
+/// spanset filter, the comparisons of span intrinsics (`name`, `status`, `statusMessage`, `kind`,
+/// `duration`) and of span, resource or unscoped attributes against a literal, combined with
+/// `&&`/`||` as written, and `traceDuration >`/`>=` ANDed at the top of a filter; spanset
+/// operators other than `||` need both sides, so both sides' conditions hold. Everything else
+/// (negation, `parent.` attributes, `nil`, arithmetic, aggregates, events, links) is left out,
+/// which only widens the condition. `None` when nothing can be pushed down.
+pub fn pushdown(q: &Query) -> Option<TracePred> {
+    pipeline_pred(&q.pipeline)
+}
+
+fn all_of<T>(mut v: Vec<T>, and: fn(Vec<T>) -> T) -> Option<T> {
+    match v.len() {
+        0 => None,
+        1 => v.pop(),
+        _ => Some(and(v)),
+    }
+}
+
+fn pipeline_pred(p: &Pipeline) -> Option<TracePred> {
+    let v: Vec<TracePred> = p
+        .stages
+        .iter()
+        .filter_map(|s| match s {
+            Stage::Spanset(e) => spanset_pred(e),
+            _ => None,
+        })
+        .collect();
+    all_of(v, TracePred::And)
+}
+
+fn spanset_pred(e: &SpansetExpr) -> Option<TracePred> {
+    match e {
+        SpansetExpr::Filter(f) => {
+            let mut conj = Vec::new();
+            let mut trace = Vec::new();
+            top_conjuncts(f, &mut conj, &mut trace);
+            if let Some(sp) = all_of(conj, SpanPred::And) {
+                trace.push(TracePred::Span(sp));
+            }
+            all_of(trace, TracePred::And)
+        }
+        SpansetExpr::Pipeline(p) => pipeline_pred(p),
+        SpansetExpr::Op { op, lhs, rhs } => {
+            let (l, r) = (spanset_pred(lhs), spanset_pred(rhs));
+            if *op == SpansetOp::Or {
+                Some(TracePred::Or(vec![l?, r?]))
+            } else {
+                all_of(l.into_iter().chain(r).collect(), TracePred::And)
+            }
+        }
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// Splits the top-level `&&` chain of a filter into span conditions and trace conditions.
+fn top_conjuncts(f: &FieldExpr, span: &mut Vec<SpanPred>, trace: &mut Vec<TracePred>) {
+    if let FieldExpr::Binary {
+        op: BinaryOp::And,
+        lhs,
+        rhs,
+    } = f
+    {
+        top_conjuncts(lhs, span, trace);
+        top_conjuncts(rhs, span, trace);
+        return;
+    }
+    if let FieldExpr::Binary { op, lhs, rhs } = f {
+        if let (FieldExpr::Intrinsic(i), FieldExpr::Static(v)) = (&**lhs, &**rhs) {
+            if i.intrinsic == Intrinsic::TraceDuration && matches!(op, BinaryOp::Gt | BinaryOp::Gte)
+            {
+                // Durations and ints compare as ns; floats are left to the engine.
+                if let Static::Duration(ns) | Static::Int(ns) = v {
+                    trace.push(TracePred::MinDuration {
+                        ns: (*ns).max(0) as u64,
+                        or_equal: *op == BinaryOp::Gte || *ns < 0,
+                    });
+                }
+                return;
+            }
+        }
+    }
+    if let Some(p) = field_pred(f) {
+        span.push(p);
+    }
+}
+
+/// The pushable part of a span filter expression (`None`: unknown, i.e. may hold).
+fn field_pred(f: &FieldExpr) -> Option<SpanPred> {
+    let FieldExpr::Binary { op, lhs, rhs } = f else {
+        return None;
+    };
+    match op {
+        BinaryOp::And => {
+            let v: Vec<SpanPred> = [field_pred(lhs), field_pred(rhs)]
+                .into_iter()
+                .flatten()
+                .collect();
+            all_of(v, SpanPred::And)
+        }
+        BinaryOp::Or => Some(SpanPred::Or(vec![field_pred(lhs)?, field_pred(rhs)?])),
+        op if op.is_comparison() => {
+            let FieldExpr::Static(value) = &**rhs else {
+                return None;
+            };
+            if matches!(value, Static::Nil) {
+                return None;
+            }
+            if matches!(op, BinaryOp::Re | BinaryOp::Nre) {
+                // The engine matches nothing with a pattern that does not compile.
+                let Static::Str(p) = value else {
+                    return None;
+                };
+                regex::Regex::new(&format!("^(?:{p})$")).ok()?;
+            }
+            let field = match &**lhs {
+                FieldExpr::Intrinsic(i) => match i.intrinsic {
+                    Intrinsic::Name => SpanField::Name,
+                    Intrinsic::Status => SpanField::Status,
+                    Intrinsic::StatusMessage => SpanField::StatusMessage,
+                    Intrinsic::Kind => SpanField::Kind,
+                    Intrinsic::Duration => SpanField::Duration,
+                    _ => return None,
+                },
+                FieldExpr::Attribute(Attribute {
+                    parent: false,
+                    scope,
+                    name,
+                }) => match scope {
+                    Scope::Span => SpanField::SpanAttr(name.clone()),
+                    Scope::Resource => SpanField::ResourceAttr(name.clone()),
+                    Scope::None => SpanField::AnyAttr(name.clone()),
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            Some(SpanPred::Cond(SpanCond {
+                field,
+                op: *op,
+                value: value.clone(),
+            }))
+        }
+        _ => None,
+    }
+}
+
 /// Parses a search's TraceQL query; `None` for an empty query or `{}` (match every trace).
 fn traceql_query(req: &SearchRequest) -> Result<Option<Query>, Error> {
     match req.q.as_deref().map(str::trim) {
@@ -242,6 +393,7 @@ pub async fn search(
         end_ns: req.end_ns,
         service_names,
         span_names,
+        filter: query.as_ref().and_then(pushdown),
     };
     let limit = req.limit;
     let stats = source
@@ -362,6 +514,7 @@ pub fn response_json(r: &SearchResult, spss: usize, started: Instant) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::traceql::ast::Status;
 
     #[test]
     fn logfmt_tags_and_hex() {
@@ -375,5 +528,73 @@ mod tests {
         );
         assert!(logfmt_pairs("novalue").is_err());
         assert_eq!(short_hex(&[0, 0, 1, 2]), "102");
+    }
+
+    #[test]
+    fn pushdown_keeps_only_what_must_hold() {
+        let p = |q: &str| pushdown(&traceql::parse(q).unwrap());
+        let cond = |field, op, value| SpanPred::Cond(SpanCond { field, op, value });
+        let err = || {
+            cond(
+                SpanField::Status,
+                BinaryOp::Eq,
+                Static::Status(Status::Error),
+            )
+        };
+        assert_eq!(
+            p(r#"{ resource.service.name = "a" && span.http.status_code >= 500 && .x =~ "y.*" }"#),
+            Some(TracePred::Span(SpanPred::And(vec![
+                cond(
+                    SpanField::ResourceAttr("service.name".into()),
+                    BinaryOp::Eq,
+                    Static::Str("a".into())
+                ),
+                cond(
+                    SpanField::SpanAttr("http.status_code".into()),
+                    BinaryOp::Gte,
+                    Static::Int(500)
+                ),
+                cond(
+                    SpanField::AnyAttr("x".into()),
+                    BinaryOp::Re,
+                    Static::Str("y.*".into())
+                ),
+            ])))
+        );
+        // Unknown parts of a conjunction are dropped; of a disjunction, they lose it whole.
+        assert_eq!(
+            p(r#"{ status = error && parent.name = "x" }"#),
+            Some(TracePred::Span(err()))
+        );
+        assert_eq!(p(r#"{ status = error || parent.name = "x" }"#), None);
+        assert_eq!(
+            p(r#"{ status = error } > { span.a != nil }"#),
+            Some(TracePred::Span(err()))
+        );
+        assert_eq!(p(r#"{ status = error } || { span.a != nil }"#), None);
+        assert_eq!(
+            p(r#"{ status = error } || { name = "x" }"#),
+            Some(TracePred::Or(vec![
+                TracePred::Span(err()),
+                TracePred::Span(cond(SpanField::Name, BinaryOp::Eq, Static::Str("x".into())))
+            ]))
+        );
+        assert_eq!(
+            p("{ traceDuration >= 1s } | count() > 2"),
+            Some(TracePred::MinDuration {
+                ns: 1_000_000_000,
+                or_equal: true
+            })
+        );
+        for q in [
+            "{}",
+            "{ !(status = error) }",
+            "{ span.a = nil }",
+            "{ duration * 2 > 1s }",
+            r#"{ event:name = "x" }"#,
+            "{ traceDuration < 1s }",
+        ] {
+            assert!(p(q).is_none(), "{q}");
+        }
     }
 }

@@ -19,7 +19,7 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
     RowSelector,
 };
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -677,27 +677,9 @@ impl BlockReader {
         sel: &[(u32, u32)],
     ) -> Result<Vec<Span>, Error> {
         let total = self.meta.metadata().row_group(rg).num_rows() as usize;
-        let mut selectors = Vec::with_capacity(sel.len() * 2 + 1);
-        let mut at = 0usize;
-        let mut wanted = 0usize;
-        for &(first, n) in sel {
-            let (first, n) = (first as usize, n as usize);
-            if first < at || first + n > total {
-                return Err(corrupt("row selection outside the row group"));
-            }
-            if first > at {
-                selectors.push(RowSelector::skip(first - at));
-            }
-            selectors.push(RowSelector::select(n));
-            at = first + n;
-            wanted += n;
-        }
-        if at < total {
-            selectors.push(RowSelector::skip(total - at));
-        }
+        let (selectors, wanted) = selectors(sel, total)?;
         let input = RangeBytes {
-            offset,
-            data,
+            parts: vec![(offset, data)],
             len: self.data_len,
         };
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(input, self.meta.clone())
@@ -712,13 +694,100 @@ impl BlockReader {
         }
         Ok(out)
     }
+
+    /// Leaf indices of the named columns (unknown names are skipped).
+    fn column_indices(&self, columns: &[&str]) -> Vec<usize> {
+        let schema = self.meta.metadata().file_metadata().schema_descr();
+        (0..schema.num_columns())
+            .filter(|&i| columns.contains(&schema.column(i).name()))
+            .collect()
+    }
+
+    /// Byte ranges of the named columns' chunks in row group `rg`.
+    pub(crate) fn column_ranges(&self, rg: usize, columns: &[&str]) -> Vec<std::ops::Range<u64>> {
+        let g = self.meta.metadata().row_group(rg);
+        self.column_indices(columns)
+            .into_iter()
+            .map(|i| {
+                let (s, l) = g.column(i).byte_range();
+                s..s + l
+            })
+            .collect()
+    }
+
+    /// Decodes the named columns of rows `sel` (as in [`BlockReader::read_rows`]) of row group
+    /// `rg`, from the chunks `parts` (file offset, bytes) fetched by [`BlockReader::column_ranges`].
+    pub(crate) fn read_columns(
+        &self,
+        rg: usize,
+        parts: Vec<(u64, Bytes)>,
+        columns: &[&str],
+        sel: &[(u32, u32)],
+    ) -> Result<Vec<RecordBatch>, Error> {
+        let total = self.meta.metadata().row_group(rg).num_rows() as usize;
+        let (selectors, wanted) = selectors(sel, total)?;
+        let input = RangeBytes {
+            parts,
+            len: self.data_len,
+        };
+        let mask = ProjectionMask::leaves(
+            self.meta.metadata().file_metadata().schema_descr(),
+            self.column_indices(columns),
+        );
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(input, self.meta.clone())
+            .with_row_groups(vec![rg])
+            .with_projection(mask)
+            .with_row_selection(RowSelection::from(selectors))
+            .with_batch_size(wanted.clamp(1, 8192))
+            .build()
+            .map_err(pq)?;
+        reader.map(|b| b.map_err(ar)).collect::<Result<Vec<_>, _>>()
+    }
 }
 
-/// Part of a file held in memory, served as a [`ChunkReader`].
+/// Row selectors for `sel` (sorted, disjoint `(first row, rows)`) in a row group of `total`
+/// rows, and the number of rows selected.
+fn selectors(sel: &[(u32, u32)], total: usize) -> Result<(Vec<RowSelector>, usize), Error> {
+    let mut selectors = Vec::with_capacity(sel.len() * 2 + 1);
+    let mut at = 0usize;
+    let mut wanted = 0usize;
+    for &(first, n) in sel {
+        let (first, n) = (first as usize, n as usize);
+        if first < at || first + n > total {
+            return Err(corrupt("row selection outside the row group"));
+        }
+        if first > at {
+            selectors.push(RowSelector::skip(first - at));
+        }
+        selectors.push(RowSelector::select(n));
+        at = first + n;
+        wanted += n;
+    }
+    if at < total {
+        selectors.push(RowSelector::skip(total - at));
+    }
+    Ok((selectors, wanted))
+}
+
+/// Parts of a file held in memory (file offset, bytes), served as a [`ChunkReader`].
 struct RangeBytes {
-    offset: u64,
-    data: Bytes,
+    parts: Vec<(u64, Bytes)>,
     len: u64,
+}
+
+impl RangeBytes {
+    fn part(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let end = start.checked_add(length as u64);
+        for (offset, data) in &self.parts {
+            if start >= *offset && end.is_some_and(|e| e <= offset + data.len() as u64) {
+                let s = (start - offset) as usize;
+                return Ok(data.slice(s..s + length));
+            }
+        }
+        Err(parquet::errors::ParquetError::General(format!(
+            "bytes {start}+{length} outside the fetched ranges"
+        )))
+    }
 }
 
 impl Length for RangeBytes {
@@ -731,22 +800,22 @@ impl ChunkReader for RangeBytes {
     type T = bytes::buf::Reader<Bytes>;
 
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        self.get_bytes(start, 0)?;
-        let rest = self.data.slice((start - self.offset) as usize..);
-        Ok(bytes::Buf::reader(rest))
+        // Parts may be adjacent: the one that holds byte `start` (else one ending there).
+        let holds = |o: u64, l: usize| start >= o && start < o + l as u64;
+        let ends = |o: u64, l: usize| start == o + l as u64;
+        let found = (self.parts.iter())
+            .find(|(o, d)| holds(*o, d.len()))
+            .or_else(|| self.parts.iter().find(|(o, d)| ends(*o, d.len())));
+        match found {
+            Some((offset, data)) => Ok(bytes::Buf::reader(data.slice((start - offset) as usize..))),
+            None => Err(parquet::errors::ParquetError::General(format!(
+                "byte {start} outside the fetched ranges"
+            ))),
+        }
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
-        let end = start.checked_add(length as u64);
-        if start < self.offset || end.is_none_or(|e| e > self.offset + self.data.len() as u64) {
-            return Err(parquet::errors::ParquetError::General(format!(
-                "bytes {start}+{length} outside the fetched range {}+{}",
-                self.offset,
-                self.data.len()
-            )));
-        }
-        let s = (start - self.offset) as usize;
-        Ok(self.data.slice(s..s + length))
+        self.part(start, length)
     }
 }
 

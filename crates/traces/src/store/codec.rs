@@ -379,6 +379,78 @@ pub(crate) fn decode_attrs(
     Ok(out)
 }
 
+/// One attribute value of an encoded attribute list, borrowed (see [`walk_attrs`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AttrVal<'a> {
+    /// A string value (UTF-8 when written; checked by the caller that uses it).
+    Str(&'a [u8]),
+    /// A bool.
+    Bool(bool),
+    /// An int.
+    Int(i64),
+    /// A double.
+    Double(f64),
+    /// Bytes, no value or an empty value: nothing TraceQL compares.
+    Opaque,
+    /// A whole `KeyValue` proto (arrays, kvlists, `key_strindex`); its key is inside.
+    Proto(&'a [u8]),
+    /// The value is in dedicated column `c` of the row.
+    Dedicated(usize),
+}
+
+/// Walks attributes encoded by [`encode_attrs`] without allocating: `f(key, value)` per
+/// attribute, in order (`key` is empty for [`AttrVal::Proto`]); stops early when `f` returns true
+/// and then returns `Ok(true)`.
+pub(crate) fn walk_attrs(
+    keys: &[u8],
+    vals: &[u8],
+    nums: &[u8],
+    mut f: impl FnMut(&[u8], AttrVal<'_>) -> bool,
+) -> Result<bool, Error> {
+    let mut k = Reader::new(keys);
+    let mut v = Reader::new(vals);
+    let mut m = Reader::new(nums);
+    let n = k.count()?;
+    for _ in 0..n {
+        let tag = k.u8()?;
+        if (tag as usize) < DEDICATED_SPAN_ATTRS.len() {
+            if f(
+                DEDICATED_SPAN_ATTRS[tag as usize].as_bytes(),
+                AttrVal::Dedicated(tag as usize),
+            ) {
+                return Ok(true);
+            }
+            continue;
+        }
+        if tag == TAG_PROTO {
+            if f(b"", AttrVal::Proto(v.bytes()?)) {
+                return Ok(true);
+            }
+            continue;
+        }
+        let key = k.bytes()?;
+        let val = match tag {
+            TAG_NO_VALUE | TAG_EMPTY => AttrVal::Opaque,
+            TAG_STR => AttrVal::Str(v.bytes()?),
+            TAG_BYTES => {
+                v.bytes()?;
+                AttrVal::Opaque
+            }
+            TAG_BOOL => AttrVal::Bool(m.u8()? != 0),
+            TAG_INT => {
+                let z = m.uvarint()?;
+                AttrVal::Int(((z >> 1) as i64) ^ -((z & 1) as i64))
+            }
+            TAG_DOUBLE => AttrVal::Double(f64::from_le_bytes(m.array::<8>()?)),
+            t => return Err(corrupt(format!("unknown attribute tag {t}"))),
+        };
+        if f(key, val) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 // ------------------------------------------------------------------------------------------------
 // WAL record v1
 

@@ -11,6 +11,7 @@
 
 mod block;
 mod codec;
+mod filter;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +34,7 @@ use ulid::Ulid;
 
 use self::block::{build_block, BlockReader, DATA_FILE, FORMAT_VERSION, INDEX_FILE};
 use self::codec::{decode_wal_record, WalRecord};
+use self::filter::{Bits, Filter};
 use crate::model::{
     PushLimits, PushResult, ScanStats, Span, Trace, TraceId, TraceScan, TraceSource, TraceWriter,
 };
@@ -311,7 +313,22 @@ struct Cand {
     head: Vec<Arc<Vec<Span>>>,
     /// (reader, row group, first row, rows).
     blocks: Vec<(u32, u32, u32, u32)>,
+    /// Earliest start and latest end of the parts (their difference bounds the trace's duration
+    /// from above).
+    times: Option<(u64, u64)>,
 }
+
+impl Cand {
+    fn time(&mut self, start: u64, end: u64) {
+        self.times = Some(match self.times {
+            None => (start, end),
+            Some((s, e)) => (s.min(start), e.max(end)),
+        });
+    }
+}
+
+/// A candidate trace's part in a row group: (trace, first row, rows, has other parts).
+type Member = (TraceId, u32, u32, bool);
 
 impl TraceStore {
     /// Opens the store with default [`StoreOptions`]: replays the WAL of every tenant found under
@@ -734,6 +751,63 @@ impl TraceStore {
         r.read_rows(rg, data, range.start, sel)
     }
 
+    /// Evaluates `f` on the rows of a row group's candidate traces (`members`, in row order):
+    /// the atoms each trace's part there satisfies. Reads only the filter's columns, and nothing
+    /// when the row group's statistics rule every atom out.
+    #[allow(clippy::too_many_arguments)]
+    async fn filter_row_group(
+        &self,
+        tenant: &TenantId,
+        meta: &BlockMeta,
+        r: &BlockReader,
+        rg: usize,
+        members: &[Member],
+        f: &Filter,
+        stats: &mut ScanStats,
+    ) -> Result<HashMap<TraceId, Bits>, Error> {
+        let mut out = HashMap::with_capacity(members.len());
+        let mask = f.row_group_bits(r.meta.metadata().row_group(rg));
+        if mask == 0 {
+            stats.row_groups_pruned += 1;
+            return Ok(out);
+        }
+        let ranges = r.column_ranges(rg, f.columns());
+        let blocks = &self.inner.blocks;
+        let fetched = futures::future::join_all(
+            ranges
+                .iter()
+                .map(|x| blocks.get_range(tenant, SIGNAL, meta.ulid, DATA_FILE, x.clone())),
+        )
+        .await;
+        let mut parts = Vec::with_capacity(ranges.len());
+        for (x, got) in ranges.iter().zip(fetched) {
+            match got {
+                Ok(d) => {
+                    stats.bytes += d.len() as u64;
+                    parts.push((x.start, d));
+                }
+                // Deleted (retention) since the read was planned: nothing of it is delivered.
+                Err(e) if e.is_not_found() => return Ok(out),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let sel: Vec<(u32, u32)> = members.iter().map(|&(_, row, n, _)| (row, n)).collect();
+        let batches = r.read_columns(rg, parts, f.columns(), &sel)?;
+        let mut bits = Vec::with_capacity(sel.iter().map(|x| x.1 as usize).sum());
+        for b in &batches {
+            f.batch_bits(b, mask, &mut bits)?;
+        }
+        let mut at = 0usize;
+        for &(id, _, n, _) in members {
+            let rows = bits
+                .get(at..at + n as usize)
+                .ok_or_else(|| Error::Corrupt("trace block: fewer rows than indexed".into()))?;
+            out.insert(id, rows.iter().fold(0, |a, b| a | b));
+            at += n as usize;
+        }
+        Ok(out)
+    }
+
     /// Writes everything in the tenant's head into one block, then truncates the WAL; one cut per
     /// tenant at a time (`db.maint`). Runs in a task of its own so that an abandoned caller does
     /// not leave a half-done cut behind.
@@ -1096,6 +1170,7 @@ impl TraceStore {
                         c.svc |= svc;
                         c.name |= name;
                         c.head.push(t.spans.clone());
+                        c.time(t.start, t.end);
                     }
                 }
             }
@@ -1118,20 +1193,63 @@ impl TraceStore {
                         c.svc |= svc;
                         c.name |= name;
                         c.blocks.push((ri as u32, g as u32, ix.row[i], ix.spans[i]));
+                        c.time(ix.start[i], ix.end[i]);
                     }
                 }
             }
         }
         cands.retain(|_, c| c.svc && c.name);
-        let mut sel: HashMap<(u32, u32), Vec<(u32, u32)>> = HashMap::new();
-        for c in cands.values() {
+        let filter = req.filter.as_ref().and_then(Filter::new);
+        let mut members: HashMap<(u32, u32), Vec<Member>> = HashMap::new();
+        for (id, c) in &cands {
+            let others = c.blocks.len() + c.head.len() > 1;
             for &(r, g, row, n) in &c.blocks {
-                sel.entry((r, g)).or_default().push((row, n));
+                members
+                    .entry((r, g))
+                    .or_default()
+                    .push((*id, row, n, others));
             }
         }
         let mut current: Vec<Option<LoadedRowGroup>> = (0..readers.len()).map(|_| None).collect();
+        // Per reader: the row group last evaluated by the filter, with its candidates' bits.
+        let mut pre: Vec<Option<(u32, HashMap<TraceId, Bits>)>> =
+            (0..readers.len()).map(|_| None).collect();
         let mut touched: HashSet<u32> = HashSet::new();
         for (id, c) in cands {
+            if let Some(f) = &filter {
+                let mut bits = 0;
+                for h in &c.head {
+                    bits |= f.span_bits(h);
+                }
+                if f.has_atoms() {
+                    for &(ri, g, _, _) in &c.blocks {
+                        let p = &mut pre[ri as usize];
+                        if p.as_ref().map(|(x, _)| *x) != Some(g) {
+                            let (m, r) = &readers[ri as usize];
+                            let map = self
+                                .filter_row_group(
+                                    tenant,
+                                    m,
+                                    r,
+                                    g as usize,
+                                    &members[&(ri, g)],
+                                    f,
+                                    stats,
+                                )
+                                .await?;
+                            *p = Some((g, map));
+                        }
+                        if let Some((_, map)) = p {
+                            bits |= map.get(&id).copied().unwrap_or(0);
+                        }
+                    }
+                }
+                let dur = c.times.map_or(0, |(s, e)| e.saturating_sub(s));
+                if !f.matches(bits, dur) {
+                    stats.traces_pruned += 1;
+                    continue;
+                }
+            }
             let mut spans: Vec<Span> = Vec::new();
             for h in &c.head {
                 spans.extend(h.iter().cloned());
@@ -1140,8 +1258,27 @@ impl TraceStore {
                 let cur = &mut current[ri as usize];
                 if cur.as_ref().map(|(x, _)| *x) != Some(g) {
                     let (m, r) = &readers[ri as usize];
+                    // The rows of the row group's candidates that may still match.
+                    let evaluated = match (&filter, &pre[ri as usize]) {
+                        (Some(f), Some((pg, map))) if *pg == g && f.has_atoms() => Some((f, map)),
+                        _ => None,
+                    };
+                    let sel: Vec<(u32, u32)> = members[&(ri, g)]
+                        .iter()
+                        .filter(|(t, _, _, others)| match evaluated {
+                            Some((f, map)) => {
+                                let mut b = map.get(t).copied().unwrap_or(0);
+                                if *others {
+                                    b = f.all();
+                                }
+                                f.matches(b, u64::MAX)
+                            }
+                            None => true,
+                        })
+                        .map(|&(_, row, n, _)| (row, n))
+                        .collect();
                     let rows = self
-                        .read_rows(tenant, m, r, g as usize, &sel[&(ri, g)], stats)
+                        .read_rows(tenant, m, r, g as usize, &sel, stats)
                         .await?;
                     touched.insert(ri);
                     let mut by_id: HashMap<TraceId, Vec<Span>> = HashMap::new();

@@ -1137,3 +1137,279 @@ async fn bench_store() {
         t0.elapsed().as_secs_f64()
     );
 }
+
+// ------------------------------------------------------------------------------------------------
+// Predicate pushdown
+
+struct Xs(u64);
+
+impl Xs {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn any(v: any_value::Value) -> Option<AnyValue> {
+    Some(AnyValue { value: Some(v) })
+}
+
+/// Varied spans for pushdown tests: odd attribute types (ints where strings are usual, arrays,
+/// duplicates, protos with `key_strindex`), odd resources, ends before starts, rare errors.
+fn varied_trace(r: &mut Xs, i: u64, origins: &[Arc<SpanOrigin>], start: u64) -> Vec<Span> {
+    let n = 1 + r.below(8);
+    (0..n)
+        .map(|k| {
+            let mut s = span(
+                i,
+                k,
+                start + k * 1000,
+                &origins[r.below(origins.len() as u64) as usize],
+                "",
+            );
+            s.name = format!("op{}", r.below(6));
+            s.kind = r.below(6) as i32;
+            s.end_ns = match r.below(20) {
+                0 => s.start_ns - 5,
+                _ => s.start_ns + r.below(100) * 1_000_000,
+            };
+            // Rare errors: most row groups hold none.
+            s.status_code = if r.below(60) == 0 {
+                2
+            } else {
+                r.below(2) as i32
+            };
+            if s.status_code == 2 {
+                s.status_message = "boom".into();
+            }
+            let method = match r.below(10) {
+                0 => iv(7),
+                1..=3 => sv("POST"),
+                _ => sv("GET"),
+            };
+            s.attributes = vec![kv("http.method", method)];
+            match r.below(8) {
+                0 => s.attributes.push(kv("http.status_code", sv("500"))),
+                1 => {
+                    // A duplicate: the second value lives in the generic blob.
+                    s.attributes.push(kv("http.status_code", iv(200)));
+                    s.attributes.push(kv("http.status_code", iv(500)));
+                }
+                _ => s.attributes.push(kv(
+                    "http.status_code",
+                    iv(if r.below(10) == 0 { 500 } else { 200 }),
+                )),
+            }
+            s.attributes
+                .push(kv("app.x", sv(&format!("v{}", r.below(5)))));
+            if r.below(4) == 0 {
+                s.attributes.push(kv(
+                    "app.arr",
+                    any(any_value::Value::ArrayValue(ArrayValue {
+                        values: vec![sv("a").unwrap(), sv(&format!("b{}", r.below(3))).unwrap()],
+                    })),
+                ));
+            }
+            if r.below(3) == 0 {
+                s.attributes.push(kv(
+                    "flag",
+                    any(any_value::Value::BoolValue(r.below(2) == 0)),
+                ));
+                s.attributes.push(kv(
+                    "ratio",
+                    any(any_value::Value::DoubleValue(r.below(100) as f64 / 100.0)),
+                ));
+            }
+            if r.below(10) == 0 {
+                s.attributes.push(KeyValue {
+                    key: "app.x".into(),
+                    value: sv("v9"),
+                    key_strindex: 3,
+                });
+            }
+            if r.below(7) == 0 {
+                // Shadows the resource's service.name for unscoped reads.
+                s.attributes.push(kv("service.name", sv("span-svc")));
+            }
+            s
+        })
+        .collect()
+}
+
+fn varied_origins() -> Vec<Arc<SpanOrigin>> {
+    let mut v: Vec<Arc<SpanOrigin>> = (0..5).map(|i| origin(&format!("svc{i}"))).collect();
+    let odd = |attrs: Vec<KeyValue>| {
+        Arc::new(SpanOrigin {
+            resource: Resource {
+                attributes: attrs,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    };
+    v.push(odd(vec![kv("service.name", iv(5))]));
+    v.push(odd(vec![
+        kv("service.name", sv("svc1")),
+        kv("service.name", sv("svc9")),
+    ]));
+    v.push(odd(vec![kv(
+        "service.name",
+        any(any_value::Value::ArrayValue(ArrayValue {
+            values: vec![sv("svc2").unwrap(), sv("svc8").unwrap()],
+        })),
+    )]));
+    v.push(odd(vec![kv("http.method", sv("POST"))]));
+    v
+}
+
+/// (trace id, matched span indices per spanset) of every trace the query matches.
+type Matches = Vec<(TraceId, Vec<Vec<usize>>)>;
+
+async fn run_query(
+    store: &TraceStore,
+    q: &crate::traceql::Query,
+    filter: bool,
+) -> (Matches, ScanStats) {
+    let ev = crate::traceql::Evaluator::new(q);
+    let req = TraceScan {
+        tenants: Some(ts("a")),
+        start_ns: 0,
+        end_ns: u64::MAX,
+        filter: if filter {
+            crate::search::pushdown(q)
+        } else {
+            None
+        },
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let mut sink = |_: &TenantId, tr: &Trace| {
+        let sets: Vec<Vec<usize>> = ev
+            .eval_trace(tr)
+            .iter()
+            .filter(|s| !s.spans.is_empty())
+            .map(|s| s.indices())
+            .collect();
+        if !sets.is_empty() {
+            out.push((tr.trace_id, sets));
+        }
+        ControlFlow::Continue(())
+    };
+    let stats = store.scan(&req, &mut sink).await.unwrap();
+    out.sort();
+    (out, stats)
+}
+
+#[tokio::test]
+async fn pushdown_matches_a_full_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = BlockStore::in_memory();
+    let opts = StoreOptions {
+        row_group_spans: 12,
+        ..StoreOptions::default()
+    };
+    let store = open_opts(dir.path(), &blocks, opts).await;
+    let a = t("a");
+    let origins = varied_origins();
+    let mut r = Xs(0x9e37_79b9_7f4a_7c15);
+    // Two blocks and a head; traces 0..30 have parts in all three.
+    for round in 0..3u64 {
+        let mut spans = Vec::new();
+        for i in 0..200u64 {
+            if round == 0 || i < 30 {
+                let mut v = varied_trace(&mut r, i, &origins, T0 + i * S);
+                for s in &mut v {
+                    s.span_id[0] = round as u8 + 1;
+                }
+                spans.extend(v);
+            }
+        }
+        if round == 1 {
+            for i in 200..350u64 {
+                spans.extend(varied_trace(&mut r, i, &origins, T0 + i * S));
+            }
+        }
+        store.push(&a, spans, &no_limit()).await.unwrap();
+        if round < 2 {
+            store.flush_all_to_blocks().await.unwrap();
+        }
+    }
+    let pushed = [
+        r#"{ resource.service.name = "svc1" }"#,
+        r#"{ resource.service.name = "svc2" && span.http.status_code = 500 }"#,
+        r#"{ resource.service.name = "svc9" }"#,
+        r#"{ resource.service.name = 5 }"#,
+        r#"{ status = error }"#,
+        r#"{ status = unset && kind = client }"#,
+        r#"{ status != ok }"#,
+        r#"{ kind = server && duration > 50ms }"#,
+        r#"{ duration < 1ms }"#,
+        r#"{ duration >= 99ms }"#,
+        r#"{ name = "op3" || name = "op5" }"#,
+        r#"{ name =~ "op[12]" }"#,
+        r#"{ name !~ "op.*" }"#,
+        r#"{ name > "op4" }"#,
+        r#"{ statusMessage = "boom" }"#,
+        r#"{ span.http.method = "POST" }"#,
+        r#"{ span.http.method = 7 }"#,
+        r#"{ .http.method = "POST" }"#,
+        r#"{ .service.name = "svc2" }"#,
+        r#"{ .service.name = "span-svc" }"#,
+        r#"{ span.http.status_code = 500 }"#,
+        r#"{ span.http.status_code = "500" }"#,
+        r#"{ span.http.status_code >= 500 && resource.service.name = "svc1" }"#,
+        r#"{ span.app.arr = "b2" }"#,
+        r#"{ span.app.x = "v9" }"#,
+        r#"{ span.app.x =~ "v[13]" && status = error }"#,
+        r#"{ span.flag = true }"#,
+        r#"{ span.ratio > 0.5 }"#,
+        r#"{ span.ratio > 1 }"#,
+        r#"{ traceDuration > 80ms }"#,
+        r#"{ traceDuration >= 1ms && status = error }"#,
+        r#"{ status = error } && { name = "op1" }"#,
+        r#"{ status = error } || { kind = producer }"#,
+        r#"{ status = error } > { name = "op2" }"#,
+        r#"{ status = error } !> { name = "op2" }"#,
+        r#"{ status = error } | count() > 1"#,
+        r#"{ resource.service.name = "svc1" } | by(name) | count() > 1"#,
+        r#"{ status = error } | select(span.app.x)"#,
+        r#"({ status = error } | count() > 0) && { kind = consumer }"#,
+        r#"{ status = error && span.nope = "x" }"#,
+    ];
+    let not_pushed = [
+        r#"{}"#,
+        r#"{ !(status = error) }"#,
+        r#"{ span.http.method != nil }"#,
+        r#"{ parent.name = "op1" }"#,
+        r#"{ rootServiceName = "svc3" }"#,
+        r#"{ status = error } || { span.foo != nil }"#,
+        r#"{ status = error || span.foo != nil }"#,
+        r#"{ event:name = "x" }"#,
+        r#"{ duration * 2 > 100ms }"#,
+        r#"{ "op1" = name }"#,
+    ];
+    let mut pruned_rgs = 0;
+    let mut pruned_traces = 0;
+    for q in pushed.iter().chain(&not_pushed) {
+        let query = crate::traceql::parse(q).unwrap();
+        let p = crate::search::pushdown(&query);
+        assert_eq!(p.is_some(), pushed.contains(q), "{q}: {p:?}");
+        let (want, full) = run_query(&store, &query, false).await;
+        let (got, st) = run_query(&store, &query, true).await;
+        assert_eq!(got, want, "{q}");
+        pruned_rgs += st.row_groups_pruned;
+        pruned_traces += st.traces_pruned;
+        if *q == r#"{ status = error }"# {
+            // Errors are rare: most row groups are ruled out by statistics alone.
+            assert!(!want.is_empty());
+            assert!(st.row_groups_pruned > 20, "{st:?}");
+            assert!(st.bytes * 3 < full.bytes, "{st:?} vs {full:?}");
+        }
+        if not_pushed.contains(q) {
+            assert_eq!((st.row_groups_pruned, st.traces_pruned), (0, 0), "{q}");
+        }
+    }
+    assert!(pruned_rgs > 0 && pruned_traces > 0);
+}
