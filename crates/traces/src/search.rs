@@ -248,11 +248,14 @@ fn spanset_pred(e: &SpansetExpr) -> Option<TracePred> {
         }
         SpansetExpr::Pipeline(p) => pipeline_pred(p),
         SpansetExpr::Op { op, lhs, rhs } => {
+            use SpansetOp::*;
             let (l, r) = (spanset_pred(lhs), spanset_pred(rhs));
-            if *op == SpansetOp::Or {
-                Some(TracePred::Or(vec![l?, r?]))
-            } else {
-                all_of(l.into_iter().chain(r).collect(), TracePred::And)
+            match op {
+                Or => Some(TracePred::Or(vec![l?, r?])),
+                // `{a} !> {b}` returns b spans without an a parent — also when nothing matches
+                // a — so only the right side must hold.
+                NotChild | NotParent | NotDescendant | NotAncestor | NotSibling => r,
+                _ => all_of(l.into_iter().chain(r).collect(), TracePred::And),
             }
         }
         #[allow(unreachable_patterns)]
@@ -572,6 +575,14 @@ mod tests {
             Some(TracePred::Span(err()))
         );
         assert_eq!(p(r#"{ status = error } || { span.a != nil }"#), None);
+        // A negated structural operator holds when its left side matches nothing.
+        for op in ["!>", "!<", "!>>", "!<<", "!~"] {
+            assert_eq!(
+                p(&format!(r#"{{ name = "x" }} {op} {{ status = error }}"#)),
+                Some(TracePred::Span(err())),
+                "{op}"
+            );
+        }
         assert_eq!(
             p(r#"{ status = error } || { name = "x" }"#),
             Some(TracePred::Or(vec![

@@ -1372,6 +1372,8 @@ async fn pushdown_matches_a_full_scan() {
         r#"{ status = error } || { kind = producer }"#,
         r#"{ status = error } > { name = "op2" }"#,
         r#"{ status = error } !> { name = "op2" }"#,
+        r#"{ name = "nope" } !> { name = "op2" }"#,
+        r#"{ span.app.x = "zzz" } !~ { status = error }"#,
         r#"{ status = error } | count() > 1"#,
         r#"{ resource.service.name = "svc1" } | by(name) | count() > 1"#,
         r#"{ status = error } | select(span.app.x)"#,
