@@ -9,7 +9,7 @@ use common::{Label, Labels};
 use promql_parser::parser::token::*;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
-use super::eval::{kahan_inc, Evaluator, Val};
+use super::eval::{kahan_inc, Evaluator, PtrMap, Val};
 use super::functions::{kahan_mean, quantile, variance};
 use super::histogram as nh;
 use super::VectorSample;
@@ -65,6 +65,47 @@ fn group_hash(l: &Labels, m: &Option<LabelModifier>) -> u64 {
     h
 }
 
+/// The groups of one aggregation node, remembered across the steps of a query: label sets seen
+/// before (by the address of their shared `Arc`) map straight to their group, so a step neither
+/// hashes nor compares labels for them, and each group's label set is built once.
+#[derive(Default)]
+pub(crate) struct GroupCache {
+    /// Address of a shared input label set → (that set, kept so the address stays taken; group).
+    by_ptr: PtrMap<usize>,
+    /// Group key hash → groups with that hash.
+    by_hash: HashMap<u64, Vec<usize>>,
+    /// Label set of each group.
+    groups: Vec<Arc<Labels>>,
+}
+
+impl GroupCache {
+    fn group_of(&mut self, l: &Arc<Labels>, m: &Option<LabelModifier>) -> usize {
+        let key = Arc::as_ptr(l) as usize;
+        if let Some((_, g)) = self.by_ptr.get(&key) {
+            return *g;
+        }
+        let cands = self.by_hash.entry(group_hash(l, m)).or_default();
+        let groups = &mut self.groups;
+        let found = cands
+            .iter()
+            .copied()
+            .find(|&g| groups[g].iter().eq(l.iter().filter(|x| in_group(x, m))));
+        let g = match found {
+            Some(g) => g,
+            None => {
+                groups.push(Arc::new(group_labels(l, m)));
+                cands.push(groups.len() - 1);
+                groups.len() - 1
+            }
+        };
+        // Only shared sets recur by address; a unique one dies with its element.
+        if Arc::strong_count(l) > 1 {
+            self.by_ptr.insert(key, (l.clone(), g));
+        }
+        g
+    }
+}
+
 fn to_k(v: f64) -> Result<i64, Error> {
     if v.is_nan() || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&v) {
         return Err(Error::Execution(format!(
@@ -91,29 +132,24 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
     if op == T_COUNT_VALUES && sparam.is_empty() {
         return Err(Error::Execution(format!("invalid label name {sparam:?}")));
     }
-    // Groups in order of first appearance. Found by a hash of the key and compared label by
-    // label, so that a group's label set is only built once (this runs for every element at
-    // every step of a range query).
-    let mut index: HashMap<u64, Vec<usize>> = HashMap::new();
-    let mut groups: Vec<(Labels, Vec<VectorSample>)> = Vec::new();
+    // Groups in order of first appearance at this step, found through the node's cache (this
+    // runs for every element at every step of a range query).
+    let cache = ev
+        .agg_groups
+        .entry(a as *const AggregateExpr as usize)
+        .or_default();
+    let mut slot: Vec<usize> = Vec::new();
+    let mut groups: Vec<(Arc<Labels>, Vec<VectorSample>)> = Vec::new();
     for s in input {
-        let h = group_hash(&s.labels, &a.modifier);
-        let candidates = index.entry(h).or_default();
-        let found = candidates.iter().copied().find(|&i| {
-            groups[i]
-                .0
-                .iter()
-                .eq(s.labels.iter().filter(|x| in_group(x, &a.modifier)))
-        });
-        let i = match found {
-            Some(i) => i,
-            None => {
-                groups.push((group_labels(&s.labels, &a.modifier), Vec::new()));
-                candidates.push(groups.len() - 1);
-                groups.len() - 1
-            }
-        };
-        groups[i].1.push(s);
+        let g = cache.group_of(&s.labels, &a.modifier);
+        if slot.len() <= g {
+            slot.resize(cache.groups.len(), usize::MAX);
+        }
+        if slot[g] == usize::MAX {
+            slot[g] = groups.len();
+            groups.push((cache.groups[g].clone(), Vec::new()));
+        }
+        groups[slot[g]].1.push(s);
     }
     let mut out = Vec::new();
     match op {
@@ -189,7 +225,7 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
                         Some(h) => nh::go_string(h),
                         None => super::format_float(s.v),
                     };
-                    let mut l = g.clone();
+                    let mut l = (*g).clone();
                     l.set(&sparam, &key);
                     match at.get(&l) {
                         Some(&i) => counts[i].1 += 1.0,
@@ -220,7 +256,7 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
         let n_hist = members.iter().filter(|s| s.h.is_some()).count();
         let n_float = members.len() - n_hist;
         let value = |v: f64| VectorSample {
-            labels: Arc::new(g.clone()),
+            labels: g.clone(),
             t,
             v,
             h: None,

@@ -59,10 +59,10 @@ pub(crate) struct Evaluator<'a> {
     data: HashMap<usize, Arc<Vec<SeriesData>>>,
     /// The label sets of `data`, shared once per query so that selecting a series at a step
     /// clones a pointer rather than every label string.
-    labels: HashMap<usize, Vec<Arc<Labels>>>,
+    labels: SharedLabels,
     /// Label sets without `__name__`, by the address of the set they were derived from (kept
     /// alive alongside): value-changing functions drop the name at every step.
-    nameless: HashMap<usize, (Arc<Labels>, Arc<Labels>)>,
+    nameless: PtrMap<Arc<Labels>>,
     pub opts: &'a EngineOptions,
     /// Query start/end (for `@ start()`/`end()` and `start()`/`end()`), ms.
     pub start: i64,
@@ -81,6 +81,43 @@ pub(crate) struct Evaluator<'a> {
     /// Inner results of subqueries by node and timestamp: the inner expression is a pure
     /// function of its evaluation time, and consecutive outer steps share most inner steps.
     subquery_cache: HashMap<usize, BTreeMap<i64, Arc<InnerStep>>>,
+    /// The steps of the range query this evaluator serves (`start`, `end` inclusive, `step`):
+    /// the grid the sliding evaluator precomputes range functions on.
+    pub(crate) grid: Option<(i64, i64, i64)>,
+    /// Whether range functions over selectors may be precomputed series-at-a-time.
+    pub(crate) sliding_enabled: bool,
+    /// Precomputed range-function results by call node (`None`: the call does not qualify).
+    pub(crate) sliding: HashMap<usize, Option<Arc<super::sliding::Table>>>,
+    /// How many subqueries the current evaluation is nested in (their steps are off the grid).
+    pub(crate) sub_depth: usize,
+    /// Grouping of label sets per aggregation node, remembered across steps.
+    pub(crate) agg_groups: HashMap<usize, super::aggregate::GroupCache>,
+    /// Classic-bucket grouping per `histogram_quantile` call node, remembered across steps.
+    pub(crate) bucket_groups: HashMap<usize, super::histogram::BucketCache>,
+    /// Running maximum of `loaded + kept`: lets a caller that split the steps between threads
+    /// replay the `max_samples` check as a sequential evaluation would have made it.
+    pub(crate) need: usize,
+    /// Set by the sliding evaluator when the vector it just returned has distinct label sets
+    /// (taken, and reset, by the call that receives it).
+    pub(crate) unique_known: bool,
+}
+
+/// Label sets of the fetched series, by selector id, shared by all evaluators of a query.
+pub(crate) type SharedLabels = Arc<HashMap<usize, Arc<Vec<Arc<Labels>>>>>;
+
+/// Wraps each fetched series' label set in an `Arc`, once per query.
+pub(crate) fn share_labels(data: &HashMap<usize, Arc<Vec<SeriesData>>>) -> SharedLabels {
+    // Selectors that share their data (identical matchers) share their label sets too.
+    let mut by_data: HashMap<usize, Arc<Vec<Arc<Labels>>>> = HashMap::new();
+    let mut out = HashMap::new();
+    for (id, v) in data {
+        let l = by_data
+            .entry(Arc::as_ptr(v) as usize)
+            .or_insert_with(|| Arc::new(v.iter().map(|s| Arc::new(s.labels.clone())).collect()))
+            .clone();
+        out.insert(*id, l);
+    }
+    Arc::new(out)
 }
 
 pub(crate) const TOO_MANY_SAMPLES: &str =
@@ -89,20 +126,17 @@ pub(crate) const TOO_MANY_SAMPLES: &str =
 impl<'a> Evaluator<'a> {
     pub fn new(
         data: HashMap<usize, Arc<Vec<SeriesData>>>,
+        labels: SharedLabels,
         opts: &'a EngineOptions,
         start: i64,
         end: i64,
         step: i64,
         deadline: Instant,
     ) -> Self {
-        let labels = data
-            .iter()
-            .map(|(id, v)| (*id, v.iter().map(|s| Arc::new(s.labels.clone())).collect()))
-            .collect();
         Self {
             data,
             labels,
-            nameless: HashMap::new(),
+            nameless: PtrMap::default(),
             opts,
             start,
             end,
@@ -114,6 +148,14 @@ impl<'a> Evaluator<'a> {
             kept: 0,
             sort_warned: false,
             subquery_cache: HashMap::new(),
+            grid: None,
+            sliding_enabled: true,
+            sliding: HashMap::new(),
+            sub_depth: 0,
+            agg_groups: HashMap::new(),
+            bucket_groups: HashMap::new(),
+            need: 0,
+            unique_known: false,
         }
     }
 
@@ -131,7 +173,7 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn check_deadline(&self) -> Result<(), Error> {
+    pub(crate) fn check_deadline(&self) -> Result<(), Error> {
         if Instant::now() > self.deadline {
             return Err(Error::Timeout(
                 "in expression evaluation; try a shorter range or a larger step".into(),
@@ -143,6 +185,7 @@ impl<'a> Evaluator<'a> {
     /// Accounts `n` more samples in memory.
     pub fn load(&mut self, n: usize) -> Result<(), Error> {
         self.loaded = self.loaded.saturating_add(n);
+        self.need = self.need.max(self.loaded.saturating_add(self.kept));
         if self.loaded.saturating_add(self.kept) > self.opts.max_samples {
             return Err(Error::Execution(TOO_MANY_SAMPLES.into()));
         }
@@ -176,20 +219,21 @@ impl<'a> Evaluator<'a> {
         end: i64,
         step: i64,
     ) -> Result<Value, Error> {
-        let mut out: BTreeMap<Arc<Labels>, MatrixSeries> = BTreeMap::new();
+        self.grid = Some((start, end, step));
+        let mut out = SeriesFolder::default();
         let mut t = start;
         while t <= end {
             self.check_deadline()?;
             self.loaded = 0;
             match self.eval(expr, t)? {
                 Val::Scalar(v) => {
-                    push_point(&mut out, Arc::new(Labels::default()), t, v, None);
+                    out.push(Arc::new(Labels::default()), t, v, None);
                     self.kept += 1;
                 }
                 Val::Vector(v) => {
                     self.kept += v.len();
                     for s in v {
-                        push_point(&mut out, s.labels, t, s.v, s.h);
+                        out.push(s.labels, t, s.v, s.h);
                     }
                 }
                 Val::Str(_) | Val::Matrix(_) => {
@@ -199,6 +243,7 @@ impl<'a> Evaluator<'a> {
                     ))
                 }
             }
+            self.need = self.need.max(self.kept);
             if self.kept > self.opts.max_samples {
                 return Err(Error::Execution(TOO_MANY_SAMPLES.into()));
             }
@@ -207,7 +252,12 @@ impl<'a> Evaluator<'a> {
                 None => break,
             };
         }
-        Ok(Value::Matrix(out.into_values().collect()))
+        Ok(Value::Matrix(out.finish()))
+    }
+
+    /// Samples kept in the output so far.
+    pub(crate) fn kept(&self) -> usize {
+        self.kept
     }
 
     /// Evaluates `expr` at `t`.
@@ -238,8 +288,12 @@ impl<'a> Evaluator<'a> {
             Expr::Subquery(sq) => self.subquery(sq, t).map(Val::Matrix),
             Expr::Call(c) => {
                 let v = super::functions::call(self, c, t)?;
+                // The sliding evaluator knows its label sets are distinct at every step.
+                let known = std::mem::take(&mut self.unique_known);
                 if let Val::Vector(v) = &v {
-                    check_unique(v)?;
+                    if !known {
+                        check_unique(v)?;
+                    }
                 }
                 Ok(v)
             }
@@ -325,6 +379,18 @@ impl<'a> Evaluator<'a> {
         (
             self.data.get(&id).map(|v| v.as_slice()).unwrap_or(&[]),
             self.labels.get(&id).map(|v| v.as_slice()).unwrap_or(&[]),
+        )
+    }
+
+    /// The fetched series of a selector and their shared label sets (owned handles).
+    pub(crate) fn series_arc(
+        &self,
+        vs: &VectorSelector,
+    ) -> (Arc<Vec<SeriesData>>, Arc<Vec<Arc<Labels>>>) {
+        let id = selector_id(vs);
+        (
+            self.data.get(&id).cloned().unwrap_or_default(),
+            self.labels.get(&id).cloned().unwrap_or_default(),
         )
     }
 
@@ -457,7 +523,11 @@ impl<'a> Evaluator<'a> {
             let v = match cache.get(&ts) {
                 Some(v) => v.clone(),
                 None => {
-                    let samples = self.eval_vector(&sq.expr, ts)?;
+                    // Inner steps are off the query's grid: no sliding precomputation there.
+                    self.sub_depth += 1;
+                    let samples = self.eval_vector(&sq.expr, ts);
+                    self.sub_depth -= 1;
+                    let samples = samples?;
                     let hashes = samples.iter().map(|s| s.labels.stable_hash()).collect();
                     let v = Arc::new(InnerStep { samples, hashes });
                     cache.insert(ts, v.clone());
@@ -505,20 +575,77 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-fn push_point(
-    out: &mut BTreeMap<Arc<Labels>, MatrixSeries>,
-    labels: Arc<Labels>,
-    t: i64,
-    v: f64,
-    h: Option<Arc<Histogram>>,
-) {
-    let e = out.entry(labels).or_insert_with_key(|l| MatrixSeries {
-        labels: l.clone(),
-        ..Default::default()
-    });
-    match h {
-        Some(h) => e.histograms.push(HistogramSample { t, h }),
-        None => e.samples.push(Sample { t, v }),
+/// Folds the vectors of successive steps into series. A label set seen before is found by the
+/// address of its (shared) `Arc` first, by value otherwise; series are sorted by labels at the end.
+#[derive(Default)]
+pub(crate) struct SeriesFolder {
+    series: Vec<MatrixSeries>,
+    /// Address of a shared label set → series index; the `Arc` is kept so the address stays taken.
+    by_ptr: PtrMap<usize>,
+    by_value: HashMap<Arc<Labels>, usize>,
+}
+
+impl SeriesFolder {
+    /// Appends the point `(t, v | h)` to the series `labels`.
+    pub(crate) fn push(&mut self, labels: Arc<Labels>, t: i64, v: f64, h: Option<Arc<Histogram>>) {
+        let key = Arc::as_ptr(&labels) as usize;
+        let i = match self.by_ptr.get(&key) {
+            Some((_, i)) => *i,
+            None => {
+                let (i, remember) = match self.by_value.get(&labels) {
+                    // Only shared sets recur by address; a unique one dies with this element.
+                    Some(&i) => (i, Arc::strong_count(&labels) > 1),
+                    None => {
+                        self.series.push(MatrixSeries {
+                            labels: labels.clone(),
+                            ..Default::default()
+                        });
+                        self.by_value.insert(labels.clone(), self.series.len() - 1);
+                        (self.series.len() - 1, true)
+                    }
+                };
+                if remember {
+                    self.by_ptr.insert(key, (labels, i));
+                }
+                i
+            }
+        };
+        let e = &mut self.series[i];
+        match h {
+            Some(h) => e.histograms.push(HistogramSample { t, h }),
+            None => e.samples.push(Sample { t, v }),
+        }
+    }
+
+    /// The series, sorted by labels.
+    pub(crate) fn finish(mut self) -> Vec<MatrixSeries> {
+        self.series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        self.series
+    }
+}
+
+/// Values keyed by the address of a shared label set, holding that set so the address stays
+/// taken while the entry lives.
+pub(crate) type PtrMap<V> =
+    HashMap<usize, (Arc<Labels>, V), std::hash::BuildHasherDefault<PtrHasher>>;
+
+/// Hasher for pointer keys: spreads the (aligned) address with one multiplication.
+#[derive(Default)]
+pub(crate) struct PtrHasher(u64);
+
+impl std::hash::Hasher for PtrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.0 = (v as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
     }
 }
 

@@ -13,7 +13,7 @@ use promql_parser::parser::{Call, Expr};
 
 use super::eval::{drop_name, kahan_inc, Evaluator, Val, Window};
 use super::histogram as nh;
-use super::{MatrixSeries, VectorSample};
+use super::VectorSample;
 use crate::{Error, Histogram, Sample};
 
 /// Dispatches a function call.
@@ -202,7 +202,7 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Error> {
         "histogram_quantile" => {
             let q = ev.eval_scalar(args[0], t)?;
             let v = ev.eval_vector(args[1], t)?;
-            nh::histogram_quantile(ev, q, v, t).map(Val::Vector)
+            nh::histogram_quantile(ev, c as *const Call as usize, q, v, t).map(Val::Vector)
         }
         "histogram_quantiles" => {
             // Experimental upstream: one output per quantile, labelled with it.
@@ -217,7 +217,8 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Error> {
             for a in &args[2..] {
                 let q = ev.eval_scalar(a, t)?;
                 let qs = openmetrics_float(q);
-                for mut s in nh::histogram_quantile(ev, q, v.clone(), t)? {
+                for mut s in nh::histogram_quantile(ev, c as *const Call as usize, q, v.clone(), t)?
+                {
                     Arc::make_mut(&mut s.labels).set(&label, &qs);
                     out.push(s);
                 }
@@ -228,7 +229,14 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Error> {
             let lo = ev.eval_scalar(args[0], t)?;
             let hi = ev.eval_scalar(args[1], t)?;
             let v = ev.eval_vector(args[2], t)?;
-            Ok(Val::Vector(nh::histogram_fraction(ev, lo, hi, v, t)))
+            Ok(Val::Vector(nh::histogram_fraction(
+                ev,
+                c as *const Call as usize,
+                lo,
+                hi,
+                v,
+                t,
+            )))
         }
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
         | "histogram_stdvar" => {
@@ -267,7 +275,13 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Error> {
         | "ts_of_first_over_time"
         | "ts_of_last_over_time"
         | "ts_of_max_over_time"
-        | "ts_of_min_over_time" => over_time(ev, name, &args, t),
+        | "ts_of_min_over_time" => {
+            let id = c as *const Call as usize;
+            match super::sliding::at_step(ev, id, name, &args, t)? {
+                Some(v) => Ok(Val::Vector(v)),
+                None => over_time(ev, name, &args, t),
+            }
+        }
         _ => Err(Error::BadData(format!(
             "function \"{name}\" is not supported"
         ))),
@@ -633,7 +647,7 @@ fn linear_regression(samples: &[Sample], intercept_t: i64) -> (f64, f64) {
 }
 
 /// What a range function produced for one series.
-enum Out {
+pub(crate) enum Out {
     F(f64),
     H(Histogram),
 }
@@ -679,7 +693,18 @@ fn over_time(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64) -> Result<V
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
     let mut out = Vec::with_capacity(m.len());
     for s in m {
-        let r = match one_series(ev, name, &s, w, t, param, param2) {
+        let metric = s.labels.get(METRIC_NAME).unwrap_or("");
+        let r = match one_series(
+            ev,
+            name,
+            &s.samples,
+            &s.histograms,
+            metric,
+            w,
+            t,
+            param,
+            param2,
+        ) {
             Some(r) => r,
             None => continue,
         };
@@ -696,22 +721,25 @@ fn over_time(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64) -> Result<V
     Ok(Val::Vector(out))
 }
 
-fn one_series(
+/// A range function over one series' window: `fl`/`hs` are its non-stale samples in `w`, `t` the
+/// evaluation time, `p`/`p2` the scalar parameters. Shared by the step-wise path and the sliding
+/// evaluator ([`super::sliding`]), so both compute bit-identical values.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn one_series(
     ev: &mut Evaluator,
     name: &str,
-    s: &MatrixSeries,
+    fl: &[Sample],
+    hs: &[crate::HistogramSample],
+    metric: &str,
     w: Window,
     t: i64,
     p: f64,
     p2: f64,
 ) -> Option<Out> {
-    let fl = &s.samples;
-    let hs = &s.histograms;
     let floats = || fl.iter().map(|x| x.v);
-    let metric = s.labels.get(METRIC_NAME).unwrap_or("");
     match name {
         "rate" | "increase" | "delta" => {
-            extrapolated_rate(ev, s, w, name != "delta", name == "rate", metric)
+            extrapolated_rate(ev, fl, hs, w, name != "delta", name == "rate", metric)
         }
         "irate" | "idelta" => {
             // The last two samples in time order, floats and histograms alike.
@@ -955,14 +983,13 @@ fn one_series(
 /// `rate`, `increase` and `delta`: the Prometheus extrapolation to the window edges.
 fn extrapolated_rate(
     ev: &mut Evaluator,
-    s: &MatrixSeries,
+    fl: &[Sample],
+    hs: &[crate::HistogramSample],
     w: Window,
     is_counter: bool,
     is_rate: bool,
     metric: &str,
 ) -> Option<Out> {
-    let fl = &s.samples;
-    let hs = &s.histograms;
     if !fl.is_empty() && !hs.is_empty() {
         ev.warn(mix_warning(metric));
         return None;

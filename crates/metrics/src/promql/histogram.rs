@@ -2,13 +2,13 @@
 //! buckets and native histograms, `histogram_fraction`, `histogram_stdvar`), plus bucket iteration
 //! for the JSON encoding.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use common::labels::METRIC_NAME;
 use common::Labels;
 
-use super::eval::{kahan_inc, Evaluator};
+use super::eval::{kahan_inc, Evaluator, PtrMap};
 use super::VectorSample;
 use crate::{Error, Histogram, ResetHint, Span};
 
@@ -642,40 +642,103 @@ pub(crate) fn bucket_fraction(lo: f64, hi: f64, mut b: Vec<(f64, f64)>) -> f64 {
 }
 
 /// Classic buckets of one series group: `(output labels, metric name, (upper bound, count) pairs)`.
-type ClassicGroup = (Labels, String, Vec<(f64, f64)>);
+type ClassicGroup = (Arc<Labels>, String, Vec<(f64, f64)>);
+
+/// One classic-bucket group of a call node: its key (labels without `le`, name kept), metric
+/// name and output labels (key without the name).
+struct BucketGroup {
+    key: Labels,
+    name: String,
+    out: Arc<Labels>,
+}
+
+/// Classic-bucket grouping of one `histogram_quantile`/`histogram_fraction` call node,
+/// remembered across the steps of a query: a bucket series seen before (by the address of its
+/// shared label set) maps straight to its group and parsed `le`.
+#[derive(Default)]
+pub(crate) struct BucketCache {
+    /// Address of a shared label set → (that set, kept so the address stays taken; its group and
+    /// upper bound, `None` for a missing or malformed `le`).
+    by_ptr: PtrMap<Option<(usize, f64)>>,
+    by_key: HashMap<Labels, usize>,
+    groups: Vec<BucketGroup>,
+}
+
+impl BucketCache {
+    fn lookup(&mut self, l: &Arc<Labels>) -> Option<(usize, f64)> {
+        let ptr = Arc::as_ptr(l) as usize;
+        if let Some((_, e)) = self.by_ptr.get(&ptr) {
+            return *e;
+        }
+        let le = l.get("le").unwrap_or("");
+        let e = parse_go_float(le).filter(|_| !le.is_empty()).map(|ub| {
+            let mut key = (**l).clone();
+            key.remove("le");
+            let g = match self.by_key.get(&key) {
+                Some(&g) => g,
+                None => {
+                    let mut out = key.clone();
+                    out.remove(METRIC_NAME);
+                    self.groups.push(BucketGroup {
+                        key: key.clone(),
+                        name: l.get(METRIC_NAME).unwrap_or("").to_string(),
+                        out: Arc::new(out),
+                    });
+                    self.by_key.insert(key, self.groups.len() - 1);
+                    self.groups.len() - 1
+                }
+            };
+            (g, ub)
+        });
+        // Only shared sets recur by address; a unique one dies with its element.
+        if Arc::strong_count(l) > 1 {
+            self.by_ptr.insert(ptr, (l.clone(), e));
+        }
+        e
+    }
+}
 
 /// Groups classic bucket series by their labels without `le` (the metric name is kept, so that
-/// buckets of different metrics never mix); returns `(output labels, metric name, buckets)`.
-fn classic_groups(ev: &mut Evaluator, v: &[VectorSample]) -> Vec<ClassicGroup> {
-    let mut groups: BTreeMap<Labels, (String, Vec<(f64, f64)>)> = BTreeMap::new();
+/// buckets of different metrics never mix), in the order of those keys; `id` names the call
+/// node whose [`BucketCache`] is used.
+fn classic_groups(ev: &mut Evaluator, id: usize, v: &[VectorSample]) -> Vec<ClassicGroup> {
+    let mut cache = ev.bucket_groups.remove(&id).unwrap_or_default();
+    let mut slot: Vec<usize> = Vec::new();
+    let mut found: Vec<(usize, Vec<(f64, f64)>)> = Vec::new();
     for s in v.iter().filter(|s| s.h.is_none()) {
-        let name = s.labels.get(METRIC_NAME).unwrap_or("");
-        let le = s.labels.get("le").unwrap_or("");
-        let Some(ub) = parse_go_float(le).filter(|_| !le.is_empty()) else {
+        let Some((g, ub)) = cache.lookup(&s.labels) else {
+            let name = s.labels.get(METRIC_NAME).unwrap_or("");
+            let le = s.labels.get("le").unwrap_or("");
             ev.warn(format!(
                 "PromQL warning: bucket label \"le\" is missing or has a malformed value of \"{le}\" for metric name \"{name}\""
             ));
             continue;
         };
-        let mut key = (*s.labels).clone();
-        key.remove("le");
-        let e = groups
-            .entry(key)
-            .or_insert_with(|| (name.to_string(), Vec::new()));
-        e.1.push((ub, s.v));
+        if slot.len() <= g {
+            slot.resize(cache.groups.len(), usize::MAX);
+        }
+        if slot[g] == usize::MAX {
+            slot[g] = found.len();
+            found.push((g, Vec::new()));
+        }
+        found[slot[g]].1.push((ub, s.v));
     }
-    groups
+    found.sort_by(|a, b| cache.groups[a.0].key.cmp(&cache.groups[b.0].key));
+    let out = found
         .into_iter()
-        .map(|(mut l, (name, b))| {
-            l.remove(METRIC_NAME);
-            (l, name, b)
+        .map(|(g, b)| {
+            let g = &cache.groups[g];
+            (g.out.clone(), g.name.clone(), b)
         })
-        .collect()
+        .collect();
+    ev.bucket_groups.insert(id, cache);
+    out
 }
 
 /// `histogram_fraction(lo, hi, v)` over native histograms and classic bucket series.
 pub(crate) fn histogram_fraction(
     ev: &mut Evaluator,
+    id: usize,
     lo: f64,
     hi: f64,
     v: Vec<VectorSample>,
@@ -701,14 +764,14 @@ pub(crate) fn histogram_fraction(
         }
     }
     let native: Vec<Arc<Labels>> = out.iter().map(|o| o.labels.clone()).collect();
-    for (labels, name, b) in classic_groups(ev, &v) {
-        if native.iter().any(|n| **n == labels) {
+    for (labels, name, b) in classic_groups(ev, id, &v) {
+        if native.iter().any(|n| **n == *labels) {
             ev.warn(mix_classic_native(&name));
-            out.retain(|o| *o.labels != labels);
+            out.retain(|o| *o.labels != *labels);
             continue;
         }
         out.push(VectorSample {
-            labels: Arc::new(labels),
+            labels,
             t,
             v: bucket_fraction(lo, hi, b),
             h: None,
@@ -724,6 +787,7 @@ fn mix_classic_native(name: &str) -> String {
 /// `histogram_quantile(q, v)` over classic bucket series and native histograms alike.
 pub(crate) fn histogram_quantile(
     ev: &mut Evaluator,
+    id: usize,
     q: f64,
     v: Vec<VectorSample>,
     t: i64,
@@ -755,12 +819,12 @@ pub(crate) fn histogram_quantile(
         }
     }
     let native: Vec<Arc<Labels>> = out.iter().map(|o| o.labels.clone()).collect();
-    for (labels, name, b) in classic_groups(ev, &v) {
-        if native.iter().any(|n| **n == labels) {
+    for (labels, name, b) in classic_groups(ev, id, &v) {
+        if native.iter().any(|n| **n == *labels) {
             ev.warn(format!(
                 "PromQL warning: vector contains a mix of classic and native histograms for metric name \"{name}\""
             ));
-            out.retain(|o| *o.labels != labels);
+            out.retain(|o| *o.labels != *labels);
             continue;
         }
         let (v, forced) = bucket_quantile(q, b);
@@ -770,7 +834,7 @@ pub(crate) fn histogram_quantile(
             ));
         }
         out.push(VectorSample {
-            labels: Arc::new(labels),
+            labels,
             t,
             v,
             h: None,

@@ -566,6 +566,9 @@ fn run_eval(rt: &tokio::runtime::Runtime, src: &MemSource, e: &Eval) -> Result<(
             instant_query(src, &e.expr, e.start, &opts).await
         }
     });
+    if e.range {
+        same_on_every_path(rt, src, e, &opts, &res)?;
+    }
     if e.kind == "eval_fail" {
         return match res {
             Ok(r) => Err(format!("expected failure, got {:?}", r.value)),
@@ -732,6 +735,62 @@ fn run_eval(rt: &tokio::runtime::Runtime, src: &MemSource, e: &Eval) -> Result<(
             Ok(())
         }
     }
+}
+
+/// The evaluation paths a range query can take: step-wise on one thread, sliding range functions
+/// on one thread, and the steps split between three threads (with and without sliding).
+fn tunings() -> [Tuning; 4] {
+    let one = |sliding| Tuning {
+        sliding,
+        threads: 1,
+        min_steps_per_thread: 1,
+        min_samples: 0,
+    };
+    let split = |sliding| Tuning {
+        sliding,
+        threads: 3,
+        min_steps_per_thread: 1,
+        min_samples: 0,
+    };
+    [one(false), one(true), split(false), split(true)]
+}
+
+/// Comparable form of a result: the value's debug text (bit-exact floats, NaN included), errors
+/// by message, annotations as sets.
+fn result_key(r: &Result<QueryResult, Error>) -> String {
+    match r {
+        Ok(r) => {
+            let mut w = r.warnings.clone();
+            w.sort();
+            let mut i = r.infos.clone();
+            i.sort();
+            format!("{:?} {w:?} {i:?}", r.value)
+        }
+        Err(e) => format!("error {e}"),
+    }
+}
+
+/// Fails unless every evaluation path returns exactly `res` for range query `e`.
+fn same_on_every_path(
+    rt: &tokio::runtime::Runtime,
+    src: &MemSource,
+    e: &Eval,
+    opts: &EngineOptions,
+    res: &Result<QueryResult, Error>,
+) -> Result<(), String> {
+    let want = result_key(res);
+    for tuning in tunings() {
+        let got = rt.block_on(range_query_tuned(
+            src, &e.expr, e.start, e.end, e.step, opts, tuning,
+        ));
+        let got = result_key(&got);
+        if got != want {
+            return Err(format!(
+                "{tuning:?} differs from the default path:\n  got  {got}\n  want {want}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn show_matrix(m: &[MatrixSeries]) -> String {
@@ -1440,4 +1499,339 @@ fn query_futures_are_send() {
     assert_send(&f);
     let g = range_query(&src, "1", 0, 0, 1, &opts);
     assert_send(&g);
+}
+
+/// The `heimdall bench query` data and queries in process, through the TSDB's blocks, with the
+/// time split into fetch (select + decode) and evaluation. `--release --ignored --nocapture`;
+/// `PROMQL_BENCH_SPAN_H` (default 24) and `PROMQL_BENCH_QUERIES` (substring filter) narrow it.
+#[test]
+#[ignore]
+fn bench_query_shapes() {
+    use crate::tsdb::MetricsStore;
+    use common::config::{Duration as CfgDuration, StorageConfig};
+    use common::limits::{Limits, Overrides};
+    use common::{TenantId, TenantSet};
+    use storage::block::BlockStore;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let span_h: i64 = std::env::var("PROMQL_BENCH_SPAN_H")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
+    let filter = std::env::var("PROMQL_BENCH_QUERIES").unwrap_or_default();
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = BlockStore::in_memory();
+    let cfg = StorageConfig {
+        data_dir: dir.path().to_path_buf(),
+        block_duration: CfgDuration::from_millis(2 * 3_600_000),
+        wal_fsync: false,
+        ..StorageConfig::default()
+    };
+    let limits = Limits {
+        out_of_order_time_window: CfgDuration::ZERO,
+        max_active_series: 0,
+        ..Limits::default()
+    };
+    let tenant = TenantId::new("bench").unwrap();
+    let (store, end) = rt.block_on(async {
+        let s = MetricsStore::open(&cfg, Overrides::fixed(limits), blocks.clone())
+            .await
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let steps = (span_h * 3_600_000 / 15_000) as usize;
+        let t0 = (now - span_h * 3_600_000) / 15_000 * 15_000;
+        let mut labels = Vec::new();
+        for i in 0..2000 {
+            labels.push((
+                Labels::from_pairs([
+                    ("__name__", "bench_requests_total".to_string()),
+                    ("instance", format!("host-{}:9100", i / 50)),
+                    ("job", "api".to_string()),
+                    ("route", format!("/r{}", i % 50)),
+                ]),
+                None,
+            ));
+        }
+        for h in 0..50 {
+            for b in 0..100usize {
+                let le = if b == 99 {
+                    "+Inf".to_string()
+                } else {
+                    format_float(0.001 * 1.1f64.powi(b as i32))
+                };
+                labels.push((
+                    Labels::from_pairs([
+                        ("__name__", "bench_latency_seconds_bucket".to_string()),
+                        ("handler", format!("h{}", h % 10)),
+                        ("instance", format!("host-{}:9100", h / 10)),
+                        ("job", "api".to_string()),
+                        ("le", le),
+                    ]),
+                    Some(b),
+                ));
+            }
+        }
+        let value = |series: usize, bucket: Option<usize>, k: usize| match bucket {
+            None => {
+                (k as f64) * (3.0 + (series % 5) as f64)
+                    + (k as f64 * 0.37 * (series % 3) as f64).floor()
+            }
+            Some(b) => {
+                let below = 100.0 / (1.0 + (-((b as f64) - 40.0) / 8.0).exp());
+                (k as f64) * below.round()
+            }
+        };
+        let mut k = 0;
+        while k < steps {
+            let e = (k + 40).min(steps);
+            for chunk in labels.chunks(100).enumerate() {
+                let (c, chunk) = chunk;
+                let series = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(j, (l, b))| crate::SeriesWrite {
+                        labels: l.clone(),
+                        samples: (k..e)
+                            .map(|kk| Sample {
+                                t: t0 + kk as i64 * 15_000,
+                                v: value(c * 100 + j, *b, kk),
+                            })
+                            .collect(),
+                        ..Default::default()
+                    })
+                    .collect();
+                s.write(
+                    &tenant,
+                    crate::WriteBatch {
+                        series,
+                        metadata: vec![],
+                    },
+                )
+                .await
+                .unwrap();
+            }
+            k = e;
+        }
+        s.flush_all_to_blocks().await.unwrap();
+        (s, now / 1000 * 1000)
+    });
+    let src = store.source(TenantSet::single(tenant));
+    let opts = EngineOptions::default();
+    let queries = [
+        "sum(rate(bench_requests_total[5m]))",
+        "sum by (instance) (rate(bench_requests_total[5m]))",
+        "topk(10, rate(bench_requests_total[5m]))",
+        "histogram_quantile(0.99, sum by (le) (rate(bench_latency_seconds_bucket[5m])))",
+        "histogram_quantile(0.9, sum by (le, instance) (rate(bench_latency_seconds_bucket[5m])))",
+    ];
+    for (rname, range, step) in [
+        ("1h", 3_600_000i64, 15_000i64),
+        ("24h", 86_400_000, 120_000),
+    ] {
+        if range > span_h * 3_600_000 {
+            continue;
+        }
+        for q in queries.iter().filter(|q| q.contains(filter.as_str())) {
+            let mut best = (f64::MAX, f64::MAX, f64::MAX);
+            for _ in 0..3 {
+                let t0 = std::time::Instant::now();
+                let expr = parse(q).unwrap();
+                let sel = plan::collect(&expr, end - range, end, opts.lookback_delta_ms).unwrap();
+                let data = rt.block_on(plan::fetch(&src, &sel)).unwrap();
+                let fetched = t0.elapsed().as_secs_f64() * 1000.0;
+                let t1 = std::time::Instant::now();
+                let r = rt
+                    .block_on(range_query(&src, q, end - range, end, step, &opts))
+                    .unwrap();
+                let total = t1.elapsed().as_secs_f64() * 1000.0;
+                let t2 = std::time::Instant::now();
+                let body = serde_json::to_vec(&result_json(&r.value)).unwrap();
+                let js = t2.elapsed().as_secs_f64() * 1000.0;
+                drop((data, body));
+                best = (best.0.min(fetched), best.1.min(total), best.2.min(js));
+            }
+            eprintln!(
+                "{rname:>4} {q}: fetch {:.1}ms, query (fetch+eval) {:.1}ms, json {:.1}ms",
+                best.0, best.1, best.2
+            );
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift) for the randomized path comparisons.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Random float series with irregular intervals, jitter, gaps, stale markers, counter resets,
+/// repeated values, NaN and ±Inf, so the sliding windows meet every edge the step-wise path does.
+fn random_source(rng: &mut Rng) -> MemSource {
+    let mut src = MemSource::default();
+    for i in 0..12 {
+        let mut samples = Vec::new();
+        let mut t = rng.below(60_000) as i64;
+        let mut v = rng.below(100) as f64;
+        while t < 3 * 3_600_000 {
+            match rng.below(40) {
+                0 => samples.push(Sample {
+                    t,
+                    v: f64::from_bits(STALE_NAN_BITS),
+                }),
+                1 => t += rng.below(20 * 60_000) as i64, // gap
+                2 => v = rng.below(5) as f64,            // counter reset
+                3 => samples.push(Sample { t, v: f64::NAN }),
+                4 => samples.push(Sample {
+                    t,
+                    v: f64::INFINITY,
+                }),
+                _ => {
+                    if rng.below(4) > 0 {
+                        v += rng.below(1000) as f64 / 10.0;
+                    }
+                    samples.push(Sample { t, v });
+                }
+            }
+            t += 1 + rng.below(45_000) as i64;
+        }
+        let le = ["0.1", "0.5", "1", "+Inf"][i % 4];
+        src.series.push(SeriesData {
+            labels: Labels::from_pairs([
+                ("__name__", "m".to_string()),
+                ("i", i.to_string()),
+                ("g", (i % 3).to_string()),
+                ("le", le.to_string()),
+            ]),
+            samples,
+            histograms: Vec::new(),
+        });
+    }
+    src
+}
+
+#[test]
+fn sliding_and_split_paths_match_stepwise_on_random_series() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let funcs = [
+        "rate(m[R])",
+        "increase(m[R])",
+        "delta(m[R])",
+        "irate(m[R])",
+        "idelta(m[R])",
+        "deriv(m[R])",
+        "predict_linear(m[R], 600)",
+        "changes(m[R])",
+        "resets(m[R])",
+        "avg_over_time(m[R])",
+        "min_over_time(m[R])",
+        "max_over_time(m[R])",
+        "sum_over_time(m[R])",
+        "count_over_time(m[R])",
+        "quantile_over_time(0.3, m[R])",
+        "stddev_over_time(m[R])",
+        "stdvar_over_time(m[R])",
+        "last_over_time(m[R])",
+        "first_over_time(m[R])",
+        "present_over_time(m[R])",
+        "mad_over_time(m[R])",
+        "double_exponential_smoothing(m[R], 0.5, 0.3)",
+        "ts_of_max_over_time(m[R])",
+        "ts_of_min_over_time(m[R])",
+        "ts_of_first_over_time(m[R])",
+        "ts_of_last_over_time(m[R])",
+        "sum by (g) (rate(m[R]))",
+        "topk(2, rate(m[R]))",
+        "histogram_quantile(0.9, sum by (le, g) (rate(m[R])))",
+        "histogram_fraction(0, 0.5, sum by (le) (increase(m[R])))",
+        "max_over_time(rate(m[R])[10m:1m])",
+        "rate(m[R] offset 7m) / on(i) group_left rate(m[R])",
+        "rate(m[R] @ 3600)",
+    ];
+    let ranges = ["1m", "5m", "17m", "1h"];
+    let opts = EngineOptions::default();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut compared = 0;
+    for round in 0..4 {
+        let src = random_source(&mut rng);
+        for f in funcs {
+            let q = f.replace('R', ranges[rng.below(4) as usize]);
+            let step = [7_000, 15_000, 60_000, 180_000][rng.below(4) as usize];
+            let start = rng.below(3_600_000) as i64;
+            let end = start + rng.below(2 * 3_600_000) as i64;
+            let results: Vec<String> = tunings()
+                .into_iter()
+                .map(|tn| {
+                    result_key(
+                        &rt.block_on(range_query_tuned(&src, &q, start, end, step, &opts, tn)),
+                    )
+                })
+                .collect();
+            for (i, r) in results.iter().enumerate().skip(1) {
+                assert_eq!(
+                    r, &results[0],
+                    "round {round}: {q} from {start} to {end} step {step}: path {i} differs"
+                );
+            }
+            assert!(
+                results[0].contains("Matrix"),
+                "{q}: {}",
+                &results[0][..results[0].len().min(300)]
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 4 * funcs.len());
+}
+
+/// The `max_samples` check fails at the same point whether or not the steps are split.
+#[test]
+fn split_evaluation_keeps_the_max_samples_limit() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rng = Rng(42);
+    let src = random_source(&mut rng);
+    for max in [10, 100, 500, 1000, 2000, 5000, 100_000] {
+        let opts = EngineOptions {
+            max_samples: max,
+            ..Default::default()
+        };
+        let results: Vec<String> = tunings()
+            .into_iter()
+            .map(|tn| {
+                result_key(&rt.block_on(range_query_tuned(
+                    &src,
+                    "rate(m[5m])",
+                    0,
+                    3 * 3_600_000,
+                    60_000,
+                    &opts,
+                    tn,
+                )))
+            })
+            .collect();
+        for r in &results[1..] {
+            assert_eq!(r, &results[0], "max_samples {max}");
+        }
+    }
 }

@@ -195,18 +195,30 @@ fn with_tenant(mut labels: Labels, tenant: &TenantId, federated: bool) -> Labels
 /// Merges series data from several sources (blocks, head) sharing label sets: samples sorted by time,
 /// identical timestamps kept once (the first source wins).
 fn merge_series(mut parts: Vec<SeriesData>) -> Vec<SeriesData> {
+    // Stable: parts of one series keep their source order (blocks by time, then the head).
     parts.sort_by(|a, b| a.labels.cmp(&b.labels));
     let mut out: Vec<SeriesData> = Vec::with_capacity(parts.len());
     let mut merged_any = false;
-    for p in parts {
-        match out.last_mut() {
-            Some(last) if last.labels == p.labels => {
-                last.samples.extend(p.samples);
-                last.histograms.extend(p.histograms);
-                merged_any = true;
+    let mut it = parts.into_iter().peekable();
+    while let Some(mut first) = it.next() {
+        if it.peek().is_some_and(|p| p.labels == first.labels) {
+            // Collect the run first so the samples are copied once into an exactly sized vector
+            // (a day of 2 h blocks would otherwise regrow it about four times).
+            let mut run = Vec::new();
+            while let Some(p) = it.next_if(|p| p.labels == first.labels) {
+                run.push(p);
             }
-            _ => out.push(p),
+            let n: usize = run.iter().map(|p| p.samples.len()).sum();
+            let h: usize = run.iter().map(|p| p.histograms.len()).sum();
+            first.samples.reserve_exact(n);
+            first.histograms.reserve_exact(h);
+            for p in run {
+                first.samples.extend(p.samples);
+                first.histograms.extend(p.histograms);
+            }
+            merged_any = true;
         }
+        out.push(first);
     }
     if merged_any {
         for s in &mut out {
