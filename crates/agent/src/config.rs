@@ -376,7 +376,11 @@ mod deploy_tests {
             &cfg.data_dir,
             &PathBuf::from(cfg.logs.pod_logs_glob.split('*').next().unwrap()),
         ] {
-            assert!(under_mount(p), "{} is not mounted ({mounts:?})", p.display());
+            assert!(
+                under_mount(p),
+                "{} is not mounted ({mounts:?})",
+                p.display()
+            );
         }
     }
 }
