@@ -332,25 +332,7 @@ mod tests {
 
     /// (series as `name{a="b",…}`, value) of an output, sorted.
     fn render(out: &[TimeSeries]) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> = out
-            .iter()
-            .map(|s| {
-                let name = s.labels.iter().find(|l| l.name == "__name__").unwrap();
-                let ls: Vec<String> = s
-                    .labels
-                    .iter()
-                    .filter(|l| l.name != "__name__")
-                    .map(|l| format!("{}={:?}", l.name, l.value))
-                    .collect();
-                let v = s.samples[0].value;
-                let v = if is_stale_nan(v) {
-                    "STALE".to_string()
-                } else {
-                    v.to_string()
-                };
-                (format!("{}{{{}}}", name.value, ls.join(",")), v)
-            })
-            .collect();
+        let mut v: Vec<(String, String)> = out.iter().map(crate::scrape::tests::render).collect();
         v.sort();
         v
     }

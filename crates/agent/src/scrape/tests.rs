@@ -95,7 +95,8 @@ fn rendered(b: &Batch) -> BTreeMap<String, String> {
     b.series.iter().map(render).collect()
 }
 
-fn render(s: &TimeSeries) -> (String, String) {
+/// One series as (`name{l="v",…}`, value), `STALE` for a staleness marker.
+pub(crate) fn render(s: &TimeSeries) -> (String, String) {
     let name = &s
         .labels
         .iter()

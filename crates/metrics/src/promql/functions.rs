@@ -250,32 +250,7 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, Error> {
             };
             Ok(Val::Vector(map_histograms(v, t, f)))
         }
-        "rate"
-        | "increase"
-        | "delta"
-        | "irate"
-        | "idelta"
-        | "deriv"
-        | "predict_linear"
-        | "changes"
-        | "resets"
-        | "avg_over_time"
-        | "min_over_time"
-        | "max_over_time"
-        | "sum_over_time"
-        | "count_over_time"
-        | "quantile_over_time"
-        | "stddev_over_time"
-        | "stdvar_over_time"
-        | "last_over_time"
-        | "first_over_time"
-        | "present_over_time"
-        | "mad_over_time"
-        | "double_exponential_smoothing"
-        | "ts_of_first_over_time"
-        | "ts_of_last_over_time"
-        | "ts_of_max_over_time"
-        | "ts_of_min_over_time" => {
+        name if super::sliding::supported(name) => {
             let id = c as *const Call as usize;
             match super::sliding::at_step(ev, id, name, &args, t)? {
                 Some(v) => Ok(Val::Vector(v)),

@@ -43,8 +43,9 @@ pub(crate) struct Table {
     unique: bool,
 }
 
-/// Functions whose float-only window value `one_series` computes without annotations.
-fn supported(name: &str) -> bool {
+/// Functions whose float-only window value `one_series` computes without annotations: every
+/// range-vector function over a matrix argument (the evaluator routes exactly these here).
+pub(super) fn supported(name: &str) -> bool {
     matches!(
         name,
         "rate"

@@ -20,7 +20,7 @@ use regex::Regex;
 use super::codec::{corrupt, walk_attrs, AttrVal, Reader, DEDICATED_SPAN_ATTRS};
 use crate::model::{Span, SpanCond, SpanField, SpanPred, TracePred};
 use crate::traceql::ast::{BinaryOp, Kind, Static, Status};
-use crate::traceql::eval::compare;
+use crate::traceql::eval::{compare, compare_str};
 use crate::Error;
 
 /// At most this many "some span satisfies …" conditions are tracked per trace (bits of a `u64`);
@@ -79,18 +79,7 @@ impl Leaf {
         }
         let op = self.op;
         match v {
-            V::Str(x) => match &self.value {
-                Static::Str(y) => match op {
-                    BinaryOp::Eq => x == y,
-                    BinaryOp::Neq => x != y,
-                    BinaryOp::Gt => x > y.as_str(),
-                    BinaryOp::Gte => x >= y.as_str(),
-                    BinaryOp::Lt => x < y.as_str(),
-                    BinaryOp::Lte => x <= y.as_str(),
-                    _ => false,
-                },
-                _ => false,
-            },
+            V::Str(x) => compare_str(x, op, &self.value),
             V::Int(i) => compare(&Static::Int(i), op, &self.value),
             V::Float(f) => compare(&Static::Float(f), op, &self.value),
             V::Bool(b) => compare(&Static::Bool(b), op, &self.value),

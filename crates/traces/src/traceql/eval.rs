@@ -609,21 +609,26 @@ pub(crate) enum VRef<'a> {
     Bool(bool),
 }
 
+/// [`compare`] for a borrowed string on the left (the store's pushed-down filter uses it too).
+pub(crate) fn compare_str(x: &str, op: BinaryOp, b: &Static) -> bool {
+    match b {
+        Static::Str(y) => match op {
+            BinaryOp::Eq => x == y,
+            BinaryOp::Neq => x != y,
+            BinaryOp::Gt => x > y.as_str(),
+            BinaryOp::Gte => x >= y.as_str(),
+            BinaryOp::Lt => x < y.as_str(),
+            BinaryOp::Lte => x <= y.as_str(),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 /// [`compare`] for a borrowed left side.
 fn compare_ref(a: VRef<'_>, op: BinaryOp, b: &Static) -> bool {
     match a {
-        VRef::Str(x) => match b {
-            Static::Str(y) => match op {
-                BinaryOp::Eq => x == y,
-                BinaryOp::Neq => x != y,
-                BinaryOp::Gt => x > y.as_str(),
-                BinaryOp::Gte => x >= y.as_str(),
-                BinaryOp::Lt => x < y.as_str(),
-                BinaryOp::Lte => x <= y.as_str(),
-                _ => false,
-            },
-            _ => false,
-        },
+        VRef::Str(x) => compare_str(x, op, b),
         VRef::Owned(x) => compare(x, op, b),
         VRef::Int(i) => compare(&Static::Int(i), op, b),
         VRef::Float(f) => compare(&Static::Float(f), op, b),
