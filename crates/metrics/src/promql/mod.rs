@@ -263,26 +263,39 @@ async fn run(
     let data = tokio::time::timeout(opts.timeout, plan::fetch(src, &selectors))
         .await
         .map_err(|_| Error::Timeout("while fetching series".into()))??;
-    let labels = eval::share_labels(&data);
-    if !instant {
-        return eval_range_split(
-            &expr,
-            data,
-            labels,
-            opts,
-            (start, end, step),
-            deadline,
-            tuning,
-        );
-    }
-    let mut ev = eval::Evaluator::new(data, labels, opts, start, end, step, deadline);
-    ev.sliding_enabled = tuning.sliding;
-    let value = ev.eval_instant(&expr, start)?;
-    Ok(QueryResult {
-        value,
-        warnings: ev.warnings,
-        infos: ev.infos,
+    cpu_bound(|| {
+        let labels = eval::share_labels(&data);
+        if !instant {
+            return eval_range_split(
+                &expr,
+                data,
+                labels,
+                opts,
+                (start, end, step),
+                deadline,
+                tuning,
+            );
+        }
+        let mut ev = eval::Evaluator::new(data, labels, opts, start, end, step, deadline);
+        ev.sliding_enabled = tuning.sliding;
+        let value = ev.eval_instant(&expr, start)?;
+        Ok(QueryResult {
+            value,
+            warnings: ev.warnings,
+            infos: ev.infos,
+        })
     })
+}
+
+/// Runs CPU-bound evaluation so that it does not starve the runtime: on a multi-threaded tokio
+/// runtime the worker hands its other tasks (ingest, other requests) to another thread first
+/// (`block_in_place`); elsewhere (single-threaded test runtimes, no runtime) it just runs.
+fn cpu_bound<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// What one thread's share of a range query produced.
