@@ -460,6 +460,30 @@ async fn start_victoria(root: &Path) -> anyhow::Result<Target> {
     })
 }
 
+/// xorshift64: a seeded, reproducible generator for the benchmarks' workloads (seed ≠ 0).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
+        v[self.below(v.len() as u64) as usize]
+    }
+    /// A skewed draw in `0..n`: low values are much more likely, as with real clients, users
+    /// and latencies (a few of each dominate).
+    fn skewed(&mut self, n: u64) -> u64 {
+        let u = self.below(1 << 16) as f64 / 65536.0;
+        ((u * u * u) * n as f64) as u64
+    }
+}
+
 /// True when `bin` is an executable on `PATH` (a peer to compare against).
 fn which(bin: &str) -> bool {
     std::env::var_os("PATH")

@@ -4,7 +4,6 @@
 mod support;
 
 use std::io::Write;
-use std::process::Command;
 use std::time::Duration;
 
 use support::*;
@@ -80,27 +79,18 @@ fn agent_ships_pod_and_file_logs_per_namespace_tenant() {
     let syslog = dir.path().join("syslog");
     std::fs::write(&syslog, "Nov 25 10:00:03 host cron[1]: job done\n").unwrap();
     let agent_port = free_port();
-    let cfg = dir.path().join("agent.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen: 127.0.0.1:{agent_port}\ndata_dir: {}\nremote_write:\n  url: {}/api/v1/push\n  tenant: hosts\nlogs:\n  enabled: true\n  pod_logs_glob: {}/*/*/*.log\n  files: [{}]\n  node_name: node-1\n  batch_max_wait: 200ms\n  poll_interval: 100ms\n  rescan_interval: 500ms\n",
-            dir.path().join("agent-data").display(),
+    let cfg = write_agent_config(
+        dir.path(),
+        agent_port,
+        &format!(
+            "remote_write:\n  url: {}/api/v1/push\n  tenant: hosts\nlogs:\n  enabled: true\n  pod_logs_glob: {}/*/*/*.log\n  files: [{}]\n  node_name: node-1\n  batch_max_wait: 200ms\n  poll_interval: 100ms\n  rescan_interval: 500ms\n",
             h.url,
             pods.display(),
             syslog.display()
         ),
-    )
-    .unwrap();
-    let log = dir.path().join("agent.log");
-    let _agent = Proc::spawn(
-        "agent",
-        Command::new(env!("CARGO_BIN_EXE_heimdall"))
-            .arg("agent")
-            .arg("--config")
-            .arg(&cfg),
-        &log,
     );
+    let log = dir.path().join("agent.log");
+    let _agent = start_agent(dir.path(), &cfg, "agent.log");
     wait_ready(&format!("http://127.0.0.1:{agent_port}/ready"), &log);
 
     let shop_lines = eventually(Duration::from_secs(20), || {

@@ -5,12 +5,12 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    client, eventually, free_port, have_peer, now_ms, start_prometheus, wait_ready, Proc,
+    client, eventually, free_port, have_peer, now_ms, start_agent, start_prometheus, wait_ready,
+    write_agent_config, Proc,
 };
 
 /// node_exporter 1.5's upstream `--collector.filesystem.mount-points-exclude` default. Debian patches
@@ -161,30 +161,6 @@ fn in_our_collectors(name: &str) -> bool {
         || (name.starts_with("node_network_") && !is_netclass(name))
 }
 
-fn write_agent_config(dir: &Path, port: u16, extra: &str) -> std::path::PathBuf {
-    let cfg = dir.join("agent.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen: 127.0.0.1:{port}\nscrape_interval: 1s\ndata_dir: {}\n{extra}",
-            dir.join("agent-data").display()
-        ),
-    )
-    .unwrap();
-    cfg
-}
-
-fn start_agent(dir: &Path, cfg: &Path, log_name: &str) -> Proc {
-    Proc::spawn(
-        "heimdall agent",
-        Command::new(env!("CARGO_BIN_EXE_heimdall"))
-            .arg("agent")
-            .arg("--config")
-            .arg(cfg),
-        &dir.join(log_name),
-    )
-}
-
 #[test]
 fn agent_metrics_match_node_exporter() {
     if !have_peer("prometheus-node-exporter") {
@@ -205,7 +181,7 @@ fn agent_metrics_match_node_exporter() {
         &ne_log,
     );
     let agent_port = free_port();
-    let cfg = write_agent_config(dir.path(), agent_port, "");
+    let cfg = write_agent_config(dir.path(), agent_port, "scrape_interval: 1s\n");
     let _agent = start_agent(dir.path(), &cfg, "agent.log");
     wait_ready(&format!("http://127.0.0.1:{ne_port}/metrics"), &ne_log);
     wait_ready(
@@ -343,7 +319,7 @@ fn agent_forwards_to_prometheus_durably() {
         dir.path(),
         agent_port,
         &format!(
-            "remote_write:\n  url: {prom}/api/v1/write\n  min_backoff: 100ms\n  max_backoff: 1s\n  \
+            "scrape_interval: 1s\nremote_write:\n  url: {prom}/api/v1/write\n  min_backoff: 100ms\n  max_backoff: 1s\n  \
              external_labels:\n    cluster: test\n"
         ),
     );

@@ -7,7 +7,6 @@
 mod support;
 
 use std::io::Write;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,26 +47,17 @@ fn nothing_is_lost_while_the_server_is_down() {
     let app_log = dir.path().join("app.log");
     std::fs::write(&app_log, "").unwrap();
     let agent_port = free_port();
-    let cfg = dir.path().join("agent.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen: 127.0.0.1:{agent_port}\nscrape_interval: 1s\ndata_dir: {}\nremote_write:\n  url: {}/api/v1/push\n  tenant: {TENANT}\n  min_backoff: 200ms\n  max_backoff: 2s\nlogs:\n  enabled: true\n  pod_logs_glob: ''\n  files: [{}]\n  batch_max_wait: 200ms\n  poll_interval: 100ms\n  min_backoff: 200ms\n  max_backoff: 2s\n",
-            dir.path().join("agent-data").display(),
+    let cfg = write_agent_config(
+        dir.path(),
+        agent_port,
+        &format!(
+            "scrape_interval: 1s\nremote_write:\n  url: {}/api/v1/push\n  tenant: {TENANT}\n  min_backoff: 200ms\n  max_backoff: 2s\nlogs:\n  enabled: true\n  pod_logs_glob: ''\n  files: [{}]\n  batch_max_wait: 200ms\n  poll_interval: 100ms\n  min_backoff: 200ms\n  max_backoff: 2s\n",
             h.url,
             app_log.display()
         ),
-    )
-    .unwrap();
-    let log = dir.path().join("agent.log");
-    let _agent = Proc::spawn(
-        "agent",
-        Command::new(env!("CARGO_BIN_EXE_heimdall"))
-            .arg("agent")
-            .arg("--config")
-            .arg(&cfg),
-        &log,
     );
+    let log = dir.path().join("agent.log");
+    let _agent = start_agent(dir.path(), &cfg, "agent.log");
     wait_ready(&format!("http://127.0.0.1:{agent_port}/ready"), &log);
     let started_ms = now_ms();
 

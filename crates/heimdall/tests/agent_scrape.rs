@@ -131,11 +131,11 @@ fn agent_scrapes_like_prometheus_with_staleness_and_tenants() {
 
     // The agent: node_exporter into a fixed tenant; the Python target into its namespace's tenant.
     let agent_port = free_port();
-    let cfg = dir.path().join("agent.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen: 127.0.0.1:{agent_port}\nscrape_interval: 1s\ndata_dir: {data}\n\
+    let cfg = write_agent_config(
+        dir.path(),
+        agent_port,
+        &format!(
+            "scrape_interval: 1s\n\
              remote_write:\n  url: {url}/api/v1/write\n  tenant: agent-node\n  bearer_token: {AGENT_TOKEN}\n  \
              min_backoff: 100ms\n  max_backoff: 1s\n\
              scrape:\n  batch_max_wait: 250ms\n  scrape_configs:\n\
@@ -143,20 +143,11 @@ fn agent_scrapes_like_prometheus_with_staleness_and_tenants() {
              \x20   - job_name: python\n      tenant_from_namespace: true\n      static_configs:\n        \
              - targets: ['127.0.0.1:{py_port}']\n          labels: {{namespace: py-team}}\n      \
              metric_relabel_configs:\n        - source_labels: [__name__]\n          regex: 'python_gc_.*'\n          action: drop\n",
-            data = dir.path().join("agent-data").display(),
             url = h.url,
         ),
-    )
-    .unwrap();
-    let agent_log = dir.path().join("agent.log");
-    let _agent = Proc::spawn(
-        "heimdall agent",
-        Command::new(env!("CARGO_BIN_EXE_heimdall"))
-            .arg("agent")
-            .arg("--config")
-            .arg(&cfg),
-        &agent_log,
     );
+    let agent_log = dir.path().join("agent.log");
+    let _agent = start_agent(dir.path(), &cfg, "agent.log");
 
     // Prometheus scrapes the same node_exporter and remote-writes to tenant `prom`.
     let prom_config = format!(

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use prost::Message;
 use proto::loki::{EntryAdapter, PushRequest, StreamAdapter, Timestamp};
 
-use super::{dir_size, proc_usage, start_heimdall, tempfile_dir};
+use super::{dir_size, proc_usage, start_heimdall, tempfile_dir, Rng};
 
 /// Arguments of `bench logs`.
 #[derive(clap::Args)]
@@ -35,29 +35,6 @@ pub struct LogsArgs {
 
 /// The rare string the filter benchmark looks for (one line in 100,000 carries it).
 const NEEDLE: &str = "needle-7f3a9c";
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
-        v[self.below(v.len() as u64) as usize]
-    }
-    /// A skewed draw in `0..n`: low values are much more likely, as with real clients, users
-    /// and latencies (a few of each dominate).
-    fn skewed(&mut self, n: u64) -> u64 {
-        let u = self.below(1 << 16) as f64 / 65536.0;
-        ((u * u * u) * n as f64) as u64
-    }
-}
 
 const PATHS: &[&str] = &[
     "/api/v1/orders",

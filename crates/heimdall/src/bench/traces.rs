@@ -12,7 +12,7 @@ use proto::otlp::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use proto::otlp::tonic::resource::v1::Resource;
 use proto::otlp::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 
-use super::{dir_size, proc_usage, start_heimdall, tempfile_dir};
+use super::{dir_size, proc_usage, start_heimdall, tempfile_dir, Rng};
 
 /// Arguments of `bench traces`.
 #[derive(clap::Args)]
@@ -32,20 +32,6 @@ pub struct TracesArgs {
     /// Keep the data directory (printed) instead of deleting it.
     #[arg(long)]
     keep: bool,
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 const ROUTES: &[&str] = &[

@@ -200,6 +200,32 @@ impl Heimdall {
     }
 }
 
+/// Writes `<dir>/agent.yaml`: listen on `port`, data in `<dir>/agent-data`, then `extra` (YAML).
+pub fn write_agent_config(dir: &Path, port: u16, extra: &str) -> PathBuf {
+    let cfg = dir.join("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{port}\ndata_dir: {}\n{extra}",
+            dir.join("agent-data").display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// Starts `heimdall agent --config cfg`, output in `<dir>/<log_name>`.
+pub fn start_agent(dir: &Path, cfg: &Path, log_name: &str) -> Proc {
+    Proc::spawn(
+        "heimdall agent",
+        Command::new(env!("CARGO_BIN_EXE_heimdall"))
+            .arg("agent")
+            .arg("--config")
+            .arg(cfg),
+        &dir.join(log_name),
+    )
+}
+
 /// Starts the Debian `prometheus-node-exporter` on a free port; returns it and its port.
 pub fn start_node_exporter(dir: &Path) -> (Proc, u16) {
     let port = free_port();
