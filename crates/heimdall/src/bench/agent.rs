@@ -116,8 +116,14 @@ async fn start_receiver(rx: Arc<Received>) -> anyhow::Result<String> {
     Ok(format!("http://{addr}"))
 }
 
-/// Writes `rate` lines/s round-robin over `files` until `stop`; returns lines written.
-fn write_lines(files: &[PathBuf], rate: u64, line_bytes: usize, stop: Arc<AtomicU64>) -> u64 {
+/// Writes `rate` lines/s round-robin over `files` (at least one) until `stop`; returns lines
+/// written.
+fn write_lines(
+    files: &[PathBuf],
+    rate: u64,
+    line_bytes: usize,
+    stop: Arc<AtomicU64>,
+) -> std::io::Result<u64> {
     use std::io::Write;
     let mut out: Vec<_> = files
         .iter()
@@ -127,11 +133,7 @@ fn write_lines(files: &[PathBuf], rate: u64, line_bytes: usize, stop: Arc<Atomic
                 .open(p)
                 .map(std::io::BufWriter::new)
         })
-        .collect::<Result<_, _>>()
-        .unwrap_or_default();
-    if out.is_empty() {
-        return 0;
-    }
+        .collect::<Result<_, _>>()?;
     let tick = Duration::from_millis(10);
     let per_tick = rate as f64 / 100.0;
     let t0 = Instant::now();
@@ -152,17 +154,17 @@ fn write_lines(files: &[PathBuf], rate: u64, line_bytes: usize, stop: Arc<Atomic
                 line.push('x');
             }
             line.push('\n');
-            let _ = out[k].write_all(line.as_bytes());
+            out[k].write_all(line.as_bytes())?;
             k = (k + 1) % out.len();
             n += 1;
         }
         for f in &mut out {
-            let _ = f.flush();
+            f.flush()?;
         }
         let next = t0 + tick * ((due / per_tick) as u32);
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
-    n
+    Ok(n)
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -299,7 +301,10 @@ async fn measure(
         let (cpu1, _) = proc_usage(pid);
         let wall = t0.elapsed().as_secs_f64();
         stop.store(1, Ordering::Relaxed);
-        let written = tokio::task::spawn_blocking(move || writer.join().unwrap_or(0)).await?;
+        let written = tokio::task::spawn_blocking(move || writer.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the line writer panicked"))?
+            .context("writing the tailed files")?;
         // Let the backlog drain so every written line is counted.
         let deadline = Instant::now() + Duration::from_secs(30);
         while rx.lines.load(Ordering::Relaxed) - base < written && Instant::now() < deadline {
